@@ -134,7 +134,7 @@ std::vector<CacheEntry> Cache::list() const {
     std::error_code ec;
     fs::directory_iterator it(root_, ec);
     if (ec) {
-        if (ec == std::errc::no_such_file_or_directory) return {};
+        if (ec == std::errc::no_such_file_or_directory || ec == std::errc::not_a_directory) return {};   // nothing cached there
         fail(ErrorKind::environment, "cannot list the kernel cache ", root_, ": ", ec.message());
     }
     for (const auto &d : it) {

@@ -812,3 +812,246 @@ TEST_CASE("kbuild: the kernel descriptor carries the contract fields") {
     CHECK(d["cache_key"] == "k1");
     CHECK(d["schedulers"].is_object());
 }
+
+// ---- the build pipeline on the fake kernel tree -------------------------------------------------
+
+#include "ktstr/kconfig.h"
+
+namespace {
+std::string fake_kernel_dir() {
+    const char *top = std::getenv("KTSTR_TOP");
+    return std::string(top && *top ? top : ".") + "/tests/fixtures/fake-kernel";
+}
+
+// Set an environment variable for the make children of one test.
+struct ScopedEnv {
+    std::string name;
+    ScopedEnv(const char *n, const std::string &v) : name(n) { ::setenv(n, v.c_str(), 1); }
+    ~ScopedEnv() { ::unsetenv(name.c_str()); }
+};
+
+size_t count_lines(const std::string &path) {
+    auto t = try_read_file(path);
+    return t ? split(*t, '\n', false).size() : 0;
+}
+
+std::string make_fake_archive(const TempDir &t) {
+    REQUIRE(fs::exists(fake_kernel_dir() + "/Makefile"));
+    std::string archive = t / "linux-fake.tar.gz";
+    REQUIRE(run_capture({"tar", "-C", fs::path(fake_kernel_dir()).parent_path().string(), "-czf", archive, "fake-kernel"},
+                        60).status == 0);
+    return archive;
+}
+
+void no_half_entries(const Cache &c) {
+    for (auto &e : c.list()) CHECK_MESSAGE(e.valid(), e.key, ": ", e.error);
+    std::error_code ec;
+    for (auto &d : fs::directory_iterator(c.root(), ec))
+        CHECK_FALSE(starts_with(d.path().filename().string(), ".tmp-"));
+}
+} // namespace
+
+TEST_CASE("kbuild: key derivation follows the fragment hash exactly") {
+    TempDir t;
+    put(t / "a.kconfig", "CONFIG_SCHED_CORE=y\n");
+    put(t / "b.kconfig", "CONFIG_SCHED_CORE=n\n");
+    put(t / "c.kconfig", "# opt in\nCONFIG_SCHED_CORE=y\n");
+    put(t / "d.kconfig", "#  opt in\nCONFIG_SCHED_CORE=y\n");
+    auto kc = [&](std::vector<std::string> extras) {
+        return kconfig::fragment_hash(kconfig::load_fragments(extras));
+    };
+    auto key = [&](std::vector<std::string> extras) { return tarball_key("6.12.8", Arch::x86_64, kc(extras)); };
+    CHECK(key({}) == tarball_key("6.12.8", Arch::x86_64, kc({})));
+    CHECK(key({t / "a.kconfig"}) != key({}));
+    CHECK(key({t / "a.kconfig"}) != key({t / "b.kconfig"}));   // one value edited
+    CHECK(key({t / "a.kconfig"}) == key({t / "a.kconfig"}));   // stable
+    // Comments are hashed verbatim (spec 1.2: never normalise), so whitespace in
+    // a comment changes the key exactly when it changes the hash.
+    CHECK((key({t / "c.kconfig"}) == key({t / "d.kconfig"})) == (kc({t / "c.kconfig"}) == kc({t / "d.kconfig"})));
+    CHECK(kc({t / "c.kconfig"}) != kc({t / "d.kconfig"}));
+    // The order of extras matters.
+    CHECK(key({t / "a.kconfig", t / "c.kconfig"}) != key({t / "c.kconfig", t / "a.kconfig"}));
+}
+
+TEST_CASE("kbuild: archive build stores once, then the cache answers") {
+    TempDir t;
+    std::string archive = make_fake_archive(t);
+    Cache c(t / "cache");
+    ScopedEnv counter("FAKE_COUNTER", t / "count");
+    ScopedEnv work("KTSTR_BUILD_DIR", t / "work");
+    BuildRequest req;
+    req.kind = SourceKind::archive;
+    req.source = archive;
+    req.schedulers = true;
+    Progress p(false);
+    BuildOutcome first = build_kernel(c, req, p);
+    CHECK_FALSE(first.cache_hit);
+    CHECK(first.stored);
+    CHECK(starts_with(first.key, "6.12.0-fake-archive-" + hex8(crc32_of(read_file(archive))) + "-x86_64-kc"));
+    CHECK(first.descriptor.schedulers.count("scx_simple") == 1);
+    CHECK(count_lines(t / "count") == 1);
+    auto e = c.lookup(first.key);
+    REQUIRE(e);
+    CHECK(e->meta->source.archive_path == fs::canonical(archive).string());
+    CHECK(e->meta->version == "6.12.0-fake");
+    CHECK(e->meta->kconfig_hash == kconfig::fragment_hash(kconfig::load_fragments({})));
+    CHECK(e->meta->build_seconds);
+    CHECK(e->meta->tool_versions.count("make") == 1);
+    // bzImage and config come from the same build: the fake image is the config's checksum.
+    CHECK(fs::exists(e->path + "/logs/build.log"));
+    CHECK(fs::is_empty(t / "work"));   // the temporary tree is gone
+
+    BuildOutcome second = build_kernel(c, req, p);
+    CHECK(second.cache_hit);
+    CHECK(second.key == first.key);
+    CHECK(count_lines(t / "count") == 1);
+    CHECK(request_key(c, req) == first.key);
+}
+
+TEST_CASE("kbuild: two processes building one key build once") {
+    TempDir t;
+    std::string archive = make_fake_archive(t);
+    Cache c(t / "cache");
+    ScopedEnv counter("FAKE_COUNTER", t / "count");
+    ScopedEnv slow("FAKE_BUILD_SECONDS", "1");
+    ScopedEnv work("KTSTR_BUILD_DIR", t / "work");
+    std::vector<pid_t> kids;
+    for (int i = 0; i < 2; ++i) {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            int code = 0;
+            try {
+                BuildRequest req;
+                req.kind = SourceKind::archive;
+                req.source = archive;
+                Progress p(false);
+                BuildOutcome o = build_kernel(c, req, p);
+                code = o.cache_hit ? 10 : 20;
+            } catch (const std::exception &ex) {
+                std::fprintf(stderr, "child build failed: %s\n", ex.what());
+                code = 1;
+            }
+            ::_exit(code);
+        }
+        kids.push_back(pid);
+    }
+    std::vector<int> codes;
+    for (pid_t k : kids) {
+        int st = 0;
+        ::waitpid(k, &st, 0);
+        codes.push_back(WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    }
+    std::sort(codes.begin(), codes.end());
+    CHECK(codes == std::vector<int>{10, 20});   // one built, the other waited and hit
+    CHECK(count_lines(t / "count") == 1);
+    CHECK(c.list().size() == 1);
+    no_half_entries(c);
+}
+
+TEST_CASE("kbuild: a clean git tree builds out of tree and is cached; a dirty one is not") {
+    if (which("git").empty()) return;
+    TempDir t;
+    std::string tree = t / "linux";
+    fs::copy(fake_kernel_dir(), tree, fs::copy_options::recursive);
+    REQUIRE(run_git(tree, {"init", "-q"}) == 0);
+    REQUIRE(run_git(tree, {"add", "."}) == 0);
+    REQUIRE(run_git(tree, {"commit", "-q", "-m", "fake"}) == 0);
+    std::string head(trim(run_capture({"git", "-C", tree, "rev-parse", "HEAD"}, 30).out));
+    Cache c(t / "cache");
+    ScopedEnv counter("FAKE_COUNTER", t / "count");
+    BuildRequest req;
+    req.kind = SourceKind::local;
+    req.source = tree;
+    Progress p(false);
+    std::string kc = kconfig::fragment_hash(kconfig::load_fragments({}));
+
+    BuildOutcome a = build_kernel(c, req, p);
+    CHECK(a.key == local_key(head, std::nullopt, Arch::x86_64, kc));
+    CHECK(a.stored);
+    CHECK_FALSE(fs::exists(tree + "/.config"));   // out of tree: the source stays clean
+    CHECK_FALSE(inspect_tree(tree).dirty);
+    // The build directory now holds a .config: the key gains its cfg segment,
+    // one more (incremental) build stores it, then the cache answers.
+    BuildOutcome b = build_kernel(c, req, p);
+    CHECK(b.key.find("-cfg") != std::string::npos);
+    CHECK_FALSE(b.cache_hit);
+    BuildOutcome b2 = build_kernel(c, req, p);
+    CHECK(b2.cache_hit);
+    CHECK(b2.key == b.key);
+    CHECK(count_lines(t / "count") == 2);
+
+    // Dirty: built, not cached, flagged.
+    put(tree + "/Kconfig", read_file(tree + "/Kconfig") + "\n# local edit\n");
+    size_t before = c.list().size();
+    BuildOutcome d = build_kernel(c, req, p);
+    CHECK(d.dirty);
+    CHECK_FALSE(d.stored);
+    CHECK(d.descriptor.dirty);
+    CHECK(starts_with(d.key, "local-unknown-"));
+    CHECK(fs::exists(d.descriptor.image));
+    CHECK(c.list().size() == before);
+    // A tree configured in place cannot be built out of tree: say how to proceed.
+    put(tree + "/.config", "CONFIG_X=y\n");
+    try {
+        build_kernel(c, req, p);
+        FAIL("no throw");
+    } catch (const Error &e) {
+        CHECK(std::string(e.what()).find("--in-tree") != std::string::npos);
+        CHECK(e.exit_code() == 2);
+    }
+}
+
+TEST_CASE("kbuild: bad input and broken environments leave no half entry") {
+    TempDir t;
+    std::string archive = make_fake_archive(t);
+    Cache c(t / "cache");
+    ScopedEnv work("KTSTR_BUILD_DIR", t / "work");
+    Progress p(false);
+    BuildRequest req;
+    req.kind = SourceKind::archive;
+    req.source = archive;
+    auto expect = [&](const BuildRequest &r, const Cache &cache, int code, const std::string &text) {
+        CAPTURE(text);
+        try {
+            build_kernel(cache, r, p);
+            FAIL("no throw");
+        } catch (const Error &e) {
+            CHECK(e.exit_code() == code);
+            CHECK(std::string(e.what()).find(text) != std::string::npos);
+            CHECK(std::string(e.what()).find('\n') == std::string::npos);   // one line
+        }
+        no_half_entries(cache);
+    };
+    {
+        BuildRequest r = req;
+        r.cc = "no-such-cc";
+        expect(r, c, 3, "C compiler 'no-such-cc' not found");
+    }
+    {
+        ScopedEnv drop("FAKE_DROP", "DEBUG_INFO_BTF");
+        expect(req, c, 3, "CONFIG_DEBUG_INFO_BTF not set");
+    }
+    {
+        ScopedEnv fail_build("FAKE_FAIL", "1");
+        expect(req, c, 3, "kernel build failed");
+    }
+    {
+        put(t / "file", "x");
+        expect(req, Cache(t / "file/cache"), 3, "not writable");
+    }
+    {
+        BuildRequest r;
+        r.kind = SourceKind::local;
+        r.source = t / "work";
+        fs::create_directories(r.source);
+        expect(r, c, 2, "not a kernel source tree (missing Makefile or Kconfig)");
+    }
+    {
+        put(t / "off.kconfig", "CONFIG_FTRACE=n\n");
+        BuildRequest r = req;
+        r.extra_kconfig = {t / "off.kconfig"};
+        expect(r, c, 2, "FTRACE");
+    }
+    CHECK(c.list().empty());
+    CHECK(fs::is_empty(t / "work"));
+}
