@@ -39,14 +39,13 @@ const Entry *Config::find(const std::string &name) const {
     return it == index.end() ? nullptr : &entries[it->second];
 }
 
-bool Config::set(const Entry &e) {
-    auto it = index.find(e.name);
-    if (it != index.end()) {
-        entries[it->second] = e;
+bool Config::set(Entry e) {
+    auto [it, inserted] = index.try_emplace(e.name, entries.size());
+    if (!inserted) {
+        entries[it->second] = std::move(e);
         return true;
     }
-    index.emplace(e.name, entries.size());
-    entries.push_back(e);
+    entries.push_back(std::move(e));
     return false;
 }
 
@@ -137,7 +136,7 @@ void parse_only_arch(std::string_view body, const std::string &file, int line, s
 
 Config parse(std::string_view text, const std::string &file) {
     Config c;
-    std::unordered_map<std::string, int> seen_at;   // name -> line of the previous assignment
+    c.index.reserve(text.size() / 24);   // about one assignment per 24 bytes of a .config
     int line_no = 0;
     size_t pos = 0;
     while (pos < text.size()) {
@@ -174,12 +173,10 @@ Config parse(std::string_view text, const std::string &file) {
             e.kind = v->first;
             e.value = v->second;
         }
-        auto prev = seen_at.find(e.name);
-        if (prev != seen_at.end())
-            c.warnings.push_back(cat(file, ":", line_no, ": CONFIG_", e.name, " assigned again (first at line ",
-                                     prev->second, "); the later value ", display_value(e), " wins"));
-        seen_at[e.name] = line_no;
-        c.set(e);
+        if (const Entry *prev = c.find(e.name))
+            c.warnings.push_back(cat(file, ":", line_no, ": CONFIG_", e.name, " assigned again (line ", prev->line,
+                                     "); the later value ", display_value(e), " wins"));
+        c.set(std::move(e));
     }
     return c;
 }

@@ -60,7 +60,7 @@ struct Config {
 
     const Entry *find(const std::string &name) const;
     // Add or replace (a later assignment wins); returns true when it replaced one.
-    bool set(const Entry &e);
+    bool set(Entry e);
 };
 
 // Parse text; `file` names it in messages.  Accepts =y/m/n, "strings" (with \"
