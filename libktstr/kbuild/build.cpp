@@ -80,8 +80,6 @@ void Progress::done() {
 
 namespace {
 
-kconfig::Arch kconfig_arch(Arch a) { return a == Arch::x86_64 ? kconfig::Arch::x86_64 : kconfig::Arch::aarch64; }
-
 bool is_file(const std::string &p) {
     std::error_code ec;
     return fs::is_regular_file(p, ec);
@@ -437,8 +435,18 @@ BuildOutcome build_kernel(const Cache &cache, const BuildRequest &req, Progress 
     std::string kc = kconfig::fragment_hash(frags);
 
     Plan plan = plan_request(cache, req, kc);
-    if (!plan.key.empty() && plan.cacheable && !req.force)
-        if (auto e = cache.lookup(plan.key)) return hit(*e, t0, "cache");
+    // A cached entry answers when it has what was asked for: an entry built
+    // without schedulers does not answer --schedulers (it is rebuilt with them).
+    auto cached = [&]() -> std::optional<CacheEntry> {
+        if (req.force || !plan.cacheable || plan.key.empty()) return std::nullopt;
+        auto e = cache.lookup(plan.key);
+        if (e && req.schedulers && e->meta->schedulers.empty()) {
+            log::info("cache entry ", plan.key, " has no schedulers; rebuilding it with them");
+            return std::nullopt;
+        }
+        return e;
+    };
+    if (auto e = cached()) return hit(*e, t0, "cache");
 
     Preflight pre = preflight(req);
     cache.ensure_writable();
@@ -451,8 +459,7 @@ BuildOutcome build_kernel(const Cache &cache, const BuildRequest &req, Progress 
             progress.step(cat("another process is building ", plan.key, "; waiting for it:\n",
                               format_holders(lock_holders(cache.build_lock_path(plan.key)))));
         });
-        if (!req.force)
-            if (auto e = cache.lookup(plan.key)) return hit(*e, t0, "cache (built by a concurrent build)");
+        if (auto e = cached()) return hit(*e, t0, "cache (built by a concurrent build)");
         if (req.force && fs::exists(cache.entry_dir(plan.key))) {
             // --force replaces an entry: refuse while a VM is using it.
             std::string lp = cache.entry_lock_path(plan.key);
@@ -508,8 +515,7 @@ BuildOutcome build_kernel(const Cache &cache, const BuildRequest &req, Progress 
             plan.source.git_hash = st.head;
             plan.version = makefile_kernel_version(try_read_file(plan.tree + "/Makefile").value_or(""));
             plan.key = git_key(req.git_ref, st.head.value_or("unknown"), req.arch, kc);
-            if (!req.force)
-                if (auto e = cache.lookup(plan.key)) return hit(*e, t0, "cache");
+            if (auto e = cached()) return hit(*e, t0, "cache");
             if (auto o = take_build_lock()) return *o;
             start_logs();
             std::error_code ec;
@@ -528,7 +534,7 @@ BuildOutcome build_kernel(const Cache &cache, const BuildRequest &req, Progress 
     kconfig::ApplyOptions ao;
     ao.tree = plan.tree;
     ao.out = plan.out == plan.tree ? "" : plan.out;
-    ao.arch = kconfig_arch(req.arch);
+    ao.arch = req.arch;
     ao.fragments = frags;
     ao.timeout_seconds = req.make_timeout_s > 0 ? req.make_timeout_s : 1800;
     kconfig::ApplyResult applied = kconfig::apply(ao);

@@ -6,7 +6,6 @@
 #include <limits>
 #include <tuple>
 
-#include <sys/utsname.h>
 
 namespace ktstr::kbuild {
 
@@ -16,16 +15,6 @@ Getenv process_env() {
 
 // ---- architecture -------------------------------------------------------------
 
-Arch host_arch() {
-#if defined(__aarch64__)
-    return Arch::aarch64;
-#else
-    return Arch::x86_64;
-#endif
-}
-
-const char *arch_name(Arch a) { return a == Arch::x86_64 ? "x86_64" : "aarch64"; }
-const char *kernel_arch_dir(Arch a) { return a == Arch::x86_64 ? "x86" : "arm64"; }
 const char *image_name(Arch a) { return a == Arch::x86_64 ? "bzImage" : "Image"; }
 std::string image_build_path(Arch a) { return cat("arch/", kernel_arch_dir(a), "/boot/", image_name(a)); }
 

@@ -906,6 +906,18 @@ TEST_CASE("kbuild: archive build stores once, then the cache answers") {
     CHECK(second.key == first.key);
     CHECK(count_lines(t / "count") == 1);
     CHECK(request_key(c, req) == first.key);
+
+    // An entry without schedulers does not answer a request for them.
+    Cache c2(t / "cache2");
+    req.schedulers = false;
+    CHECK_FALSE(build_kernel(c2, req, p).cache_hit);
+    CHECK(build_kernel(c2, req, p).cache_hit);
+    req.schedulers = true;
+    BuildOutcome with = build_kernel(c2, req, p);
+    CHECK_FALSE(with.cache_hit);
+    CHECK(with.descriptor.schedulers.count("scx_simple") == 1);
+    CHECK(build_kernel(c2, req, p).cache_hit);
+    CHECK(count_lines(t / "count") == 3);
 }
 
 TEST_CASE("kbuild: two processes building one key build once") {

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include "ktstr/json.h"
+#include "ktstr/kconfig.h"
 #include "ktstr/util.h"
 
 namespace ktstr::kbuild {
@@ -35,10 +36,12 @@ Getenv process_env();
 
 // ---- architecture ---------------------------------------------------------
 
-enum class Arch { x86_64, aarch64 };
-Arch host_arch();
-const char *arch_name(Arch a);                 // "x86_64" / "aarch64"
-const char *kernel_arch_dir(Arch a);           // make ARCH= and arch/ dir: "x86" / "arm64"
+// The architecture type and names come from the kconfig library.
+using kconfig::Arch;
+using kconfig::arch_name;        // "x86_64" / "aarch64"
+using kconfig::host_arch;
+using kconfig::kernel_arch_dir;  // "x86" / "arm64"
+using kconfig::make_arch;        // ARCH= for make
 const char *image_name(Arch a);                // "bzImage" / "Image"
 std::string image_build_path(Arch a);          // "arch/x86/boot/bzImage"
 
