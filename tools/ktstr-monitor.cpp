@@ -37,6 +37,7 @@ const std::vector<cli::Option> OPTIONS = {
     {"length", 0, "N", "map-dump: bytes to dump (default: the whole value)"},
     {"size", 0, "N", "map-write: width of the integer written, 1, 2, 4 or 8 (default 4)"},
     {"iterations", 0, "N", "bench: samples to time (default 2000)"},
+    {"domain-levels", 0, "N", "bench: sched_domain levels per CPU in the synthetic guest (default 3)"},
 };
 
 const std::string HELP = std::string(
@@ -122,6 +123,7 @@ int run_bench(const Vmlinux &vm, const cli::Args &a) {
     spec.image_delta = 0x2e00000;            // a KASLR-like placement
     spec.text_slide = 0x1c00000;
     spec.page_offset = guestmem::PAGE_OFFSET_L4 + (37ull << 30);
+    spec.domain_levels = uint32_t(a.get_u64("domain-levels", 3));   // SMT, MC, NUMA-ish
     uint64_t iterations = std::max<uint64_t>(a.get_u64("iterations", 2000), 10);
     SyntheticGuest g = build_synthetic_guest(vm, spec);
     GuestMem mem = g.mem();
@@ -142,7 +144,7 @@ int run_bench(const Vmlinux &vm, const cli::Args &a) {
     d["median_ns_per_cpu"] = per_cpu_ns[per_cpu_ns.size() / 2];
     d["p90_ns_per_cpu"] = per_cpu_ns[per_cpu_ns.size() * 9 / 10];
     d["schedstat"] = vm.off.schedstat;
-    d["sched_domains"] = bool(vm.off.domain);
+    d["domain_levels"] = bool(vm.off.domain) ? spec.domain_levels : 0;
     emit_line(d);
     return EXIT_OK;
 }

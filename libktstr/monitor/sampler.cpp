@@ -39,34 +39,40 @@ void Sampler::read_events(std::vector<CpuSample> &cpus) {
 }
 
 void read_domains(const AddressSpace &as, const KernelOffsets &off, uint64_t sd_kva, std::vector<DomainLevel> &out) {
-    out.clear();
-    if (!off.domain) return;
-    const DomainOffsets &d = *off.domain;
-    const GuestMem &mem = as.mem();
-    std::vector<uint64_t> seen;
-    for (int depth = 0; depth < 8 && sd_kva; depth++) {
-        if (std::find(seen.begin(), seen.end(), sd_kva) != seen.end()) break;   // a loop in guest data
-        seen.push_back(sd_kva);
-        auto pa = as.any_pa(sd_kva);
-        if (!pa) break;
-        DomainLevel l;
-        l.level = int32_t(mem.read_u32(*pa, d.level));
-        l.flags = int32_t(mem.read_u32(*pa, d.flags));
-        l.span_weight = mem.read_u32(*pa, d.span_weight);
-        l.balance_interval = mem.read_u32(*pa, d.balance_interval);
-        l.nr_balance_failed = mem.read_u32(*pa, d.nr_balance_failed);
-        l.max_newidle_lb_cost = mem.read_u64(*pa, d.max_newidle_lb_cost);
-        if (d.newidle)
-            l.newidle = std::array<uint32_t, 3>{mem.read_u32(*pa, (*d.newidle)[0]), mem.read_u32(*pa, (*d.newidle)[1]),
-                                                mem.read_u32(*pa, (*d.newidle)[2])};
-        if (d.name) {
-            char buf[16] = {};
-            uint64_t name_kva = mem.read_u64(*pa, *d.name);
-            if (name_kva && as.read_virt(name_kva, buf, sizeof buf)) l.name.assign(buf, strnlen(buf, sizeof buf));
+    // Reuses out's elements: this runs for every CPU on every sample.
+    size_t n = 0;
+    if (off.domain) {
+        const DomainOffsets &d = *off.domain;
+        const GuestMem &mem = as.mem();
+        constexpr size_t MAX_LEVELS = 8;
+        std::array<uint64_t, MAX_LEVELS> seen{};
+        for (; n < MAX_LEVELS && sd_kva; n++) {
+            if (std::find(seen.begin(), seen.begin() + n, sd_kva) != seen.begin() + n) break;   // a loop in guest data
+            seen[n] = sd_kva;
+            auto pa = as.any_pa(sd_kva);
+            if (!pa) break;
+            if (out.size() <= n) out.emplace_back();
+            DomainLevel &l = out[n];
+            l.level = int32_t(mem.read_u32(*pa, d.level));
+            l.flags = int32_t(mem.read_u32(*pa, d.flags));
+            l.span_weight = mem.read_u32(*pa, d.span_weight);
+            l.balance_interval = mem.read_u32(*pa, d.balance_interval);
+            l.nr_balance_failed = mem.read_u32(*pa, d.nr_balance_failed);
+            l.max_newidle_lb_cost = mem.read_u64(*pa, d.max_newidle_lb_cost);
+            if (d.newidle)
+                l.newidle = std::array<uint32_t, 3>{mem.read_u32(*pa, (*d.newidle)[0]),
+                                                    mem.read_u32(*pa, (*d.newidle)[1]),
+                                                    mem.read_u32(*pa, (*d.newidle)[2])};
+            l.name.clear();
+            if (d.name) {
+                char buf[16] = {};
+                uint64_t name_kva = mem.read_u64(*pa, *d.name);
+                if (name_kva && as.read_virt(name_kva, buf, sizeof buf)) l.name.assign(buf, strnlen(buf, sizeof buf));
+            }
+            sd_kva = mem.read_u64(*pa, d.parent);
         }
-        out.push_back(std::move(l));
-        sd_kva = mem.read_u64(*pa, d.parent);
     }
+    out.resize(n);
 }
 
 void Sampler::sample(uint64_t elapsed_ms, Sample &out) {

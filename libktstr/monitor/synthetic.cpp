@@ -89,6 +89,10 @@ SyntheticGuest build_synthetic_guest(const Vmlinux &vm, const SyntheticSpec &spe
     uint64_t percpu_base = image_end_pa;
     uint64_t tables = round_up(percpu_base + stride * spec.cpus, PAGE);
     uint64_t extra = round_up(tables + 64 * PAGE, PAGE);
+    const uint64_t domain_stride = 512;
+    bool domains = spec.domain_levels && vm.off.rq_sd && vm.off.domain;
+    uint64_t domain_base = extra;
+    if (domains) extra = round_up(extra + domain_stride * spec.domain_levels * spec.cpus, PAGE);
     uint64_t total = round_up(extra + spec.extra_bytes, 2ull << 20);
     g.bytes.assign(total, 0);
 
@@ -106,7 +110,7 @@ SyntheticGuest build_synthetic_guest(const Vmlinux &vm, const SyntheticSpec &spe
     if (s.pgtable_l5_enabled) g.bytes.at(symbol_pa(*s.pgtable_l5_enabled)) = spec.l5 ? 1 : 0;
 
     g.next_table = b.next_table;
-    g.free_pa = extra;
+    g.free_pa = extra;   // after the domain objects
     GuestMem mem = g.mem();
     for (uint32_t cpu = 0; cpu < spec.cpus; cpu++) {
         uint64_t rq = percpu_base + stride * cpu;
@@ -115,6 +119,18 @@ SyntheticGuest build_synthetic_guest(const Vmlinux &vm, const SyntheticSpec &spe
         b.put64(symbol_pa(s.per_cpu_offset) + 8ull * cpu, spec.page_offset + rq - s.runqueues);
         if (vm.off.rq_cpu) mem.write_u32(rq, *vm.off.rq_cpu, cpu);
         mem.write_u64(rq, vm.off.rq_clock, 1000000 + cpu);
+        if (!domains) continue;
+        // rq->sd -> level 0 -> ... -> level N-1 -> NULL, kmalloc'd (direct map);
+        // names point into the image (runtime KVAs), like the kernel's string literals.
+        const DomainOffsets &d = *vm.off.domain;
+        for (uint32_t l = 0; l < spec.domain_levels; l++) {
+            uint64_t pa = domain_base + domain_stride * (uint64_t(cpu) * spec.domain_levels + l);
+            if (l == 0) mem.write_u64(rq, *vm.off.rq_sd, spec.page_offset + pa);
+            mem.write_u64(pa, d.parent, l + 1 < spec.domain_levels ? spec.page_offset + pa + domain_stride : 0);
+            mem.write_u32(pa, d.level, l);
+            mem.write_u32(pa, d.span_weight, 2u << l);
+            if (d.name) mem.write_u64(pa, *d.name, s.linux_banner + spec.text_slide);
+        }
     }
     return g;
 }

@@ -336,6 +336,7 @@ struct SyntheticSpec {
     uint64_t page_offset = guestmem::PAGE_OFFSET_L4;
     bool l5 = false;
     uint64_t extra_bytes = 0;                    // room for tests to add objects
+    uint32_t domain_levels = 0;                  // a sched_domain chain per CPU (rq->sd)
 };
 SyntheticGuest build_synthetic_guest(const Vmlinux &vm, const SyntheticSpec &spec);
 
