@@ -5,7 +5,7 @@
 # scx_simple is loaded, lists the scheduler's BPF maps by name, and refuses a
 # vmlinux that does not match.
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/monitor_lib.sh"
+source "$(dirname "$0")/monitor_qemu.inc"
 need_fixture
 need_cmd qemu-system-x86_64
 need_cmd jq
@@ -34,10 +34,6 @@ assert_eq 1 "$(wc -l <"$TMP/ls.err")" "one error line"
 cat "$TMP/ls.err"
 
 # Phase 1 (EEVDF, before scx_simple): 15 samples of every CPU once the load runs.
-wait_console() { # wait_console TEXT TIMEOUT_S
-    for _ in $(seq 1 $(( $2 * 5 ))); do grep -q "$1" "$TMP/console.log" && return 0; sleep 0.2; done
-    tail -20 "$TMP/console.log"; die "guest did not print '$1' within $2 s"
-}
 t0=$(date +%s.%N)
 wait_console "load running" 90
 echo "guest load running after $(echo "$(date +%s.%N) - $t0" | bc) s"
