@@ -11,6 +11,7 @@ qemu-system-x86 busybox-static
 cpio lz4 jq xz-utils
 bc bison flex libssl-dev dwarves
 linux-source-6.12
+clang-16 llvm-16
 "
 
 if [ "${1:-}" = "--print" ]; then
