@@ -5,16 +5,12 @@
 # siblings, NUMA nodes with their CPUs and memory (zone spans, which include the
 # reserved shared region).  KTSTR_E2E_TIMEOUT (seconds, default 120) bounds each boot.
 source "$(dirname "$0")/lib.sh"
-need_fixture
-need_cmd qemu-system-x86_64
-need_cmd cpio
-[ -x /bin/busybox ] || skip "busybox-static not installed (scripts/install-deps.sh)"
+source "$(dirname "$0")/vmm_tcg.inc"
+vmm_need_tcg
 timeout_s=${KTSTR_E2E_TIMEOUT:-120}
 
 # The trivial init: print what the guest sees, then power off.
-mkdir -p "$TMP/root/bin"
-cp /bin/busybox "$TMP/root/bin/busybox"
-cat >"$TMP/root/init" <<'INIT'
+vmm_busybox_initrd "$TMP/initrd.cpio" "$(cat <<'INIT'
 #!/bin/busybox sh
 B=/bin/busybox
 $B mkdir -p /proc /sys
@@ -37,8 +33,7 @@ $B awk '/^Node/ { n = $2; sub(",", "", n) } /spanned/ { s[n] += $2 }
 $B grep -H MemTotal /sys/devices/system/node/node*/meminfo | $B sed 's/^/INFO /'
 $B poweroff -f
 INIT
-chmod 755 "$TMP/root/init"
-(cd "$TMP/root" && find . | cpio -o -H newc --quiet >"$TMP/initrd.cpio")
+)"
 
 # "a-b" (or "a") like the kernel's %*pbl for a contiguous run.
 range() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
