@@ -21,7 +21,7 @@ ktstr-vmm --accel tcg --kernel "$KTSTR_FIXTURES" --initrd "$TMP/initrd.cpio" --t
     --timeout "$((wait_s + 30))" --monitor-socket "$sock" --json-layout --console "$TMP/console" \
     >"$TMP/events" 2>"$TMP/stderr" &
 vmm=$!
-trap 'kill $vmm 2>/dev/null; rm -rf "$TMP"' EXIT
+trap 'kill $vmm 2>/dev/null || true; rm -rf "$TMP"' EXIT
 # The client may connect before the guest starts: it waits for the layout.
 run_rc "$TMP/client" "$sock" "Linux version" "$wait_s" >"$TMP/found"
 cat "$TMP/found"
