@@ -315,8 +315,12 @@ struct EvaluateOptions {
     bool warmup = true;                 // drop the first 20 monitor samples when > 20
 };
 
+// Results point into the runs they were computed from: keep those alive
+// (temporaries are refused at compile time).
 RunResult evaluate_run(const Run &run, const EvaluateOptions &opt = {});
 Report evaluate_runs(const std::vector<Run> &runs, const EvaluateOptions &opt = {});
+RunResult evaluate_run(const Run &&, const EvaluateOptions & = {}) = delete;
+Report evaluate_runs(const std::vector<Run> &&, const EvaluateOptions & = {}) = delete;
 
 // Which step (index into s.steps) was in force at host time t; -1 before the first.
 int step_at(const ScenarioRun &s, double t_s);
