@@ -22,6 +22,9 @@ std::string cpulist(const std::vector<int> &cpus);
 // "cgroup cg_0, cpu 1, lasted 2500ms, at +5.32s (step 1)"
 std::string finding_context(const Finding &f);
 
+// The scheduler under test: the boot event's, else the first scenario's, else "eevdf".
+std::string run_scheduler(const Run &r);
+
 // Run header fields: "kernel 6.12  topology 1n2l2c1t (4 cpus)  accel tcg  scheduler scx_simple"
 std::string run_header(const Run &r);
 

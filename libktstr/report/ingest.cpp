@@ -58,6 +58,22 @@ std::string str_of(const json &doc, std::initializer_list<const char *> names, c
     return dflt;
 }
 
+// A value that is either a string or an object naming itself under one of
+// `keys` (scenario_start's "topology" is a layout object with a "label",
+// its "scheduler" is "eevdf" or {pid, ops, ...}).
+std::string name_of(const json &doc, std::initializer_list<const char *> names, std::initializer_list<const char *> keys,
+                    const std::string &dflt = "") {
+    const json *v = field(doc, names);
+    if (!v) return dflt;
+    if (v->is_string()) return v->get<std::string>();
+    if (v->is_object())
+        for (const char *k : keys) {
+            auto it = v->find(k);
+            if (it != v->end() && it->is_string() && !it->get_ref<const std::string &>().empty()) return it->get<std::string>();
+        }
+    return dflt;
+}
+
 std::optional<double> num_of(const json &doc, std::initializer_list<const char *> names) {
     const json *v = field(doc, names);
     if (v && v->is_number()) return v->get<double>();
@@ -185,7 +201,7 @@ WorkerReport worker_from(const json &ev) {
     const json &r = nested && nested->is_object() ? *nested : ev;
     WorkerReport w;
     w.cgroup = str_of(ev, {"cgroup", "group"}, str_of(r, {"cgroup", "group"}));
-    w.work_type = str_of(ev, {"work_type"}, str_of(r, {"work_type"}));
+    w.work_type = str_of(ev, {"work_type", "work"}, str_of(r, {"work_type", "work"}));
     if (auto t = num_of(r, {"tid", "pid"})) w.tid = static_cast<int64_t>(*t);
     w.work_units = u64_of(r, {"work_units"});
     w.iterations = u64_of(r, {"iterations"});
@@ -208,6 +224,9 @@ WorkerReport worker_from(const json &ev) {
     if (const json *l = field(r, {"resume_latencies_ns"}); l && l->is_array())
         for (const json &x : *l)
             if (x.is_number() && x.get<double>() >= 0) w.resume_latencies_ns.push_back(x.get<uint64_t>());
+    // The guest may keep the reservoir and send its percentiles instead.
+    w.wake_p50_ns = u64_of(r, {"wake_latency_p50_ns"});
+    w.wake_p99_ns = u64_of(r, {"wake_latency_p99_ns"});
     w.exit_info = str_of(r, {"exit_info"});
     return w;
 }
@@ -258,15 +277,15 @@ void StreamReader::handle_vmm(const json &doc, const std::string &where) {
     double t = num_of(doc, {"elapsed_s"}).value_or(-1);
     if (event == "boot") {
         run_.kernel = str_of(doc, {"kernel_version", "version", "kernel"}, run_.kernel);
-        run_.topology = str_of(doc, {"topology"}, run_.topology);
+        run_.topology = name_of(doc, {"topology"}, {"label"}, run_.topology);
         run_.accel = str_of(doc, {"accel"}, run_.accel);
-        run_.scheduler = str_of(doc, {"scheduler"}, run_.scheduler);
+        run_.scheduler = name_of(doc, {"scheduler"}, {"name", "ops", "path"}, run_.scheduler);
         if (auto c = num_of(doc, {"cpus", "num_cpus"})) run_.cpus = static_cast<int>(*c);
     } else if (event == "scenario_start") {
         ScenarioRun s;
         s.name = str_of(doc, {"scenario", "name"}, "(unnamed)");
-        s.topology = str_of(doc, {"topology"}, run_.topology);
-        s.scheduler = str_of(doc, {"scheduler"}, run_.scheduler);
+        s.topology = name_of(doc, {"topology"}, {"label"}, run_.topology);
+        s.scheduler = name_of(doc, {"scheduler"}, {"name", "ops", "path"}, run_.scheduler);
         s.work_type = str_of(doc, {"work_type"});
         s.flags = flags_of(doc);
         if (const json *c = field(doc, {"checks"}); c && c->is_object()) s.checks_config = *c;

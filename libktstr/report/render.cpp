@@ -35,12 +35,19 @@ std::string finding_context(const Finding &f) {
     return out;
 }
 
+std::string run_scheduler(const Run &r) {
+    std::string sched = r.scheduler;
+    for (const auto &s : r.scenarios)
+        if (sched.empty()) sched = s.scheduler;   // the runner names it per scenario
+    return sched.empty() ? "eevdf" : sched;
+}
+
 std::string run_header(const Run &r) {
     std::vector<std::string> parts;
     if (!r.kernel.empty()) parts.push_back("kernel " + r.kernel);
     if (!r.topology.empty()) parts.push_back("topology " + r.topology + (r.cpus ? cat(" (", r.cpus, " cpus)") : ""));
     if (!r.accel.empty()) parts.push_back("accel " + r.accel);
-    parts.push_back("scheduler " + (r.scheduler.empty() ? std::string("eevdf") : r.scheduler));
+    parts.push_back("scheduler " + run_scheduler(r));
     std::string out;
     for (auto &p : parts) out += (out.empty() ? "" : "  ") + p;
     return out;
@@ -354,7 +361,7 @@ std::string render_junit(const Report &rep) {
         prop("kernel", r.kernel);
         prop("topology", r.topology);
         prop("accel", r.accel);
-        prop("scheduler", r.scheduler.empty() ? "eevdf" : r.scheduler);
+        prop("scheduler", run_scheduler(r));
         std::string srcs;
         for (auto &x : r.sources) srcs += (srcs.empty() ? "" : " ") + x;
         prop("sources", srcs);

@@ -64,7 +64,7 @@ assert_eq 3 "$RC" "unwritable --junit"
 # compare: exit 1 on a regression, 0 without
 mkdir -p "$TMP/A" "$TMP/B"
 cp "$F/pass.jsonl" "$TMP/A/r1.jsonl"
-sed 's/"max_gap_ms":15/"max_gap_ms":2015/' "$F/pass.jsonl" >"$TMP/B/r1.jsonl"
+sed -e 's/"max_gap_ms":15,/"max_gap_ms":2015,/' -e 's/"worst_gap_ms":15,/"worst_gap_ms":2015,/' "$F/pass.jsonl" >"$TMP/B/r1.jsonl"
 run_rc ktstr-report compare "$TMP/A" "$TMP/B" >"$TMP/cmp.txt"
 assert_eq 1 "$RC" "compare exit code on a regression"
 assert_contains "$(cat "$TMP/cmp.txt")" "worst_gap_ms: 15 -> 2015 ms" "regression listed with its magnitude"

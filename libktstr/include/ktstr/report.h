@@ -64,6 +64,7 @@ struct WorkerReport {
     uint64_t schedstat_run_delay_ns = 0;
     uint64_t schedstat_run_count = 0;
     std::vector<uint64_t> resume_latencies_ns;
+    uint64_t wake_p50_ns = 0, wake_p99_ns = 0;   // when the reservoir stayed in the guest
     std::string exit_info;      // synthetic reports only
 };
 
