@@ -56,6 +56,17 @@ vt=$(jq -s '[.[]|select(.event=="sample")][-1].cpus | map(has("vcpu_cpu_time_ns"
 assert_eq true "$vt" "vCPU times read from QEMU's 'CPU N/TCG' threads"
 assert_eq eof_or_count "$(jq -r 'select(.event=="end") | if .reason=="count" then "eof_or_count" else .reason end' "$TMP/eevdf.jsonl")" "end line"
 
+# Another build of the same kernel (only its banner differs): refused, exit 2, one line.
+cp "$VMLINUX" "$TMP/other-vmlinux"
+perl -0777 -pi -e 's/\) #1 SMP PREEMPT_DYNAMIC (\w{3})/) #9 SMP PREEMPT_DYNAMIC $1/' "$TMP/other-vmlinux"
+cmp -s "$VMLINUX" "$TMP/other-vmlinux" && die "could not patch the banner of the copy"
+run_rc ktstr-monitor --memory-file "$GUEST_RAM" --cpus 4 --vmlinux "$TMP/other-vmlinux" --samples 1 >"$TMP/other.out" 2>"$TMP/other.err"
+cat "$TMP/other.err"
+assert_eq 2 "$RC" "exit code for a vmlinux of another build"
+assert_eq 1 "$(wc -l <"$TMP/other.err")" "one error line"
+assert_contains "$(cat "$TMP/other.err")" "does not match the guest kernel" "mismatch reason"
+rm -f "$TMP/other-vmlinux"
+
 # Phase 2: scx_simple loaded -> sched_ext fields move.
 wait_console "scx_simple started" 60
 for i in $(seq 1 120); do
