@@ -136,6 +136,10 @@ TEST_CASE("a different kernel's banner is reported; ours anywhere in memory is n
     std::memcpy(&g.bytes[g.free_pa + 3], other.c_str(), other.size() + 1);
     CHECK(locate_kernel(mem, vm).status == Located::Status::not_yet);
     CHECK(find_foreign_banner(mem, vm.banner) == other);
+    // the kernel's second, weak banner (no build number) is not the one reported
+    const std::string weak = "Linux version 6.1.0-other (a@b) (gcc) # SMP\n";
+    std::memcpy(&g.bytes[g.free_pa + 0x200], weak.c_str(), weak.size() + 1);
+    CHECK(find_foreign_banner(mem, vm.banner) == other);
     // our banner at an unaligned place (the decompressed ELF before the move)
     std::memcpy(&g.bytes[g.free_pa + 0x10001], vm.banner.c_str(), vm.banner.size() + 1);
     CHECK(find_foreign_banner(mem, vm.banner).empty());
