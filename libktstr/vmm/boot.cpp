@@ -4,7 +4,13 @@
 
 #include <algorithm>
 
+#include <cerrno>
+#include <cstring>
+
 #include <elf.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "bytes.h"
 #include "ktstr/util.h"
@@ -106,7 +112,7 @@ KernelImage parse_elf(KernelImage k) {
         Elf64_Phdr ph;
         std::memcpy(&ph, d.data() + eh.e_phoff + i * sizeof ph, sizeof ph);
         if (ph.p_type != PT_LOAD) continue;
-        if (ph.p_offset > d.size() || ph.p_filesz > d.size() - ph.p_offset)
+        if (ph.p_offset > k.file_size || ph.p_filesz > k.file_size - ph.p_offset)
             bad(cat("segment ", i, " lies outside the file"));
         if (ph.p_memsz < ph.p_filesz) bad(cat("segment ", i, " has p_memsz < p_filesz"));
         if (ph.p_paddr >= LOW_RAM_LIMIT || ph.p_memsz > LOW_RAM_LIMIT - ph.p_paddr)
@@ -140,14 +146,14 @@ KernelImage parse_bzimage(KernelImage k) {
     if (!(get16(p + 0x236) & 1)) bad("xloadflags bit XLF_KERNEL_64 is clear (no 64-bit entry point)");
     uint32_t setup_sects = p[0x1F1] ? p[0x1F1] : 4;
     uint64_t payload = uint64_t(setup_sects + 1) * 512;
-    if (payload >= d.size()) bad("setup_sects points past the end of the file");
+    if (payload >= k.file_size) bad("setup_sects points past the end of the file");
     k.setup_header.assign(d.data() + 0x1F1, 0x26C - 0x1F1);
     uint32_t init_size = get32(p + 0x260);
-    k.segments.push_back({HIGH_MEMORY_GPA, payload, d.size() - payload, d.size() - payload});
+    k.segments.push_back({HIGH_MEMORY_GPA, payload, k.file_size - payload, k.file_size - payload});
     k.entry = BZIMAGE_ENTRY_GPA;
     // The decompressor runs from 1 MiB and unpacks to 16 MiB (nokaslr): the
     // kernel then needs [16 MiB, 16 MiB + init_size).
-    k.end = std::max<uint64_t>(HIGH_MEMORY_GPA + (d.size() - payload), KERNEL_LOAD_GPA + init_size);
+    k.end = std::max<uint64_t>(HIGH_MEMORY_GPA + (k.file_size - payload), KERNEL_LOAD_GPA + init_size);
     uint32_t cmdline_size = get32(p + 0x238);
     k.cmdline_max = cmdline_size ? std::min<uint32_t>(cmdline_size, 2047) : 255;
     k.initrd_addr_max = get32(p + 0x22C);
@@ -157,16 +163,48 @@ KernelImage parse_bzimage(KernelImage k) {
 
 } // namespace
 
-KernelImage parse_kernel_image(std::string data, const std::string &path) {
+KernelImage parse_kernel_image(std::string data, const std::string &path, uint64_t file_size) {
     KernelImage k;
     k.path = path;
     k.data = std::move(data);
+    k.file_size = file_size ? file_size : k.data.size();
     if (k.data.size() >= 4 && std::memcmp(k.data.data(), ELFMAG, SELFMAG) == 0) return parse_elf(std::move(k));
     if (k.data.size() >= 0x206 && std::memcmp(k.data.data() + 0x202, "HdrS", 4) == 0) return parse_bzimage(std::move(k));
     fail(ErrorKind::input, path, ": not a kernel image (neither an ELF vmlinux nor a bzImage with \"HdrS\" at 0x202)");
 }
 
-KernelImage load_kernel_image(const std::string &path) { return parse_kernel_image(read_file(path), path); }
+KernelImage load_kernel_image(const std::string &path) {
+    // Only the headers are read here (64 KiB covers the bzImage setup header
+    // and the ELF program headers); segments are read straight into guest RAM
+    // by read_segment(), which keeps a 55 MB vmlinux from being copied twice.
+    unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_errno(ErrorKind::input, cat("kernel ", path));
+    struct stat st;
+    if (fstat(fd.get(), &st) < 0) fail_errno(ErrorKind::input, cat("kernel ", path));
+    if (!S_ISREG(st.st_mode)) fail(ErrorKind::input, "kernel ", path, ": not a regular file");
+    std::string head(std::min<uint64_t>(st.st_size, 64 * 1024), '\0');
+    if (read_full(fd.get(), head.data(), head.size()) != head.size())
+        fail(ErrorKind::input, "kernel ", path, ": short read");
+    return parse_kernel_image(std::move(head), path, uint64_t(st.st_size));
+}
+
+void read_segment(const KernelImage &k, const ImageSegment &s, uint8_t *dst) {
+    if (s.file_offset + s.file_size <= k.data.size()) {
+        std::memcpy(dst, k.data.data() + s.file_offset, s.file_size);
+    } else {
+        unique_fd fd(::open(k.path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) fail_errno(ErrorKind::input, cat("kernel ", k.path));
+        uint64_t done = 0;
+        while (done < s.file_size) {
+            ssize_t r = ::pread(fd.get(), dst + done, s.file_size - done, off_t(s.file_offset + done));
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) fail_errno(ErrorKind::input, cat("kernel ", k.path, ": read"));
+            if (r == 0) fail(ErrorKind::input, "kernel ", k.path, ": file shrank while loading");
+            done += uint64_t(r);
+        }
+    }
+    std::memset(dst + s.file_size, 0, s.mem_size - s.file_size);
+}
 
 uint64_t place_initrd(const KernelImage &k, const MemoryLayout &m, uint64_t initrd_size) {
     uint64_t low_usable = m.low_end - (m.high_end ? 0 : m.shm_size);

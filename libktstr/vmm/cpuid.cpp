@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <cpuid.h>
+
 #include "ktstr/x86.h"
 
 namespace ktstr::vmm {
@@ -118,6 +120,76 @@ std::vector<kvm_cpuid_entry2> cpuid_for_vcpu(const std::vector<kvm_cpuid_entry2>
         sig.edx = 0x4D;         // "M"
         out.push_back(sig);
     }
+    return out;
+}
+
+std::vector<kvm_cpuid_entry2> host_cpuid_entries() {
+    std::vector<kvm_cpuid_entry2> out;
+    auto query = [&](uint32_t fn, uint32_t idx, bool indexed) {
+        kvm_cpuid_entry2 e{};
+        unsigned a, b, c, d;
+        __cpuid_count(fn, idx, a, b, c, d);
+        e.function = fn;
+        e.index = idx;
+        e.flags = indexed ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0;
+        e.eax = a;
+        e.ebx = b;
+        e.ecx = c;
+        e.edx = d;
+        out.push_back(e);
+        return e;
+    };
+    // Leaves with subleaves: how many to list.
+    auto subleaves = [](uint32_t fn) -> uint32_t {
+        switch (fn) {
+        case 0x4: case 0x8000001D: return 8;   // cache levels (stop at type 0 below)
+        case 0x7: case 0x14: case 0x17: case 0x18: return 2;
+        case 0xB: case 0x1F: return 4;
+        case 0xD: return 64;
+        case 0xF: case 0x10: case 0x12: return 4;
+        default: return 0;
+        }
+    };
+    for (uint32_t base : {0u, 0x80000000u}) {
+        unsigned max = __get_cpuid_max(base, nullptr);
+        if (max < base || max > base + 0x40) continue;
+        for (uint32_t fn = base; fn <= max; ++fn) {
+            uint32_t n = subleaves(fn);
+            if (n == 0) {
+                query(fn, 0, false);
+                continue;
+            }
+            for (uint32_t i = 0; i < n; ++i) {
+                kvm_cpuid_entry2 e = query(fn, i, true);
+                bool cache_leaf = fn == 0x4 || fn == 0x8000001D;
+                if (cache_leaf && (e.eax & 0x1F) == 0) break;   // no more cache levels
+            }
+        }
+    }
+    for (auto &e : out) {
+        switch (e.function) {
+        case 0x1:
+            e.ecx |= 1u << 31;                              // running under a hypervisor
+            e.ecx &= ~((1u << 3) | (1u << 5) | (1u << 27));  // no MONITOR, VMX, OSXSAVE (KVM computes it)
+            break;
+        case 0x80000001:
+            e.ecx &= ~((1u << 2) | (1u << 23));             // no SVM, no core performance counters
+            break;
+        case 0x6: e.eax = e.ebx = e.ecx = e.edx = 0; break;  // no thermal/power management
+        default: break;
+        }
+    }
+    // KVM's own leaves: signature, no paravirt features promised.
+    kvm_cpuid_entry2 sig{};
+    sig.function = 0x40000000;
+    sig.eax = 0x40000001;
+    sig.ebx = 0x4B4D564B;
+    sig.ecx = 0x564B4D56;
+    sig.edx = 0x4D;
+    out.push_back(sig);
+    kvm_cpuid_entry2 features{};
+    features.function = 0x40000001;
+    out.push_back(features);
     return out;
 }
 

@@ -13,6 +13,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -92,7 +94,8 @@ struct ImageSegment {
 struct KernelImage {
     enum class Kind { bzimage, elf } kind = Kind::elf;
     std::string path;
-    std::string data;             // the whole file
+    std::string data;             // the file, or its first bytes (headers) when loaded from disk
+    uint64_t file_size = 0;
     std::vector<ImageSegment> segments;
     uint64_t entry = 0;           // 64-bit entry point (GPA)
     uint64_t end = 0;             // first byte above the kernel while it runs
@@ -104,8 +107,12 @@ struct KernelImage {
 // Detects ELF (\x7fELF) or bzImage ("HdrS"); throws Error(input) naming the
 // path and the check that failed (not a kernel, protocol < 2.12, no 64-bit
 // entry, ELF not x86_64 / not ELF64, no PT_LOAD).
-KernelImage parse_kernel_image(std::string data, const std::string &path);
+// file_size 0: data is the whole file.
+KernelImage parse_kernel_image(std::string data, const std::string &path, uint64_t file_size = 0);
+// Reads only the headers; segments come later through read_segment().
 KernelImage load_kernel_image(const std::string &path);
+// Copy one segment's file bytes to dst and zero the rest of mem_size.
+void read_segment(const KernelImage &k, const ImageSegment &s, uint8_t *dst);
 
 // Where the initrd goes: INITRD_GPA if it fits above the kernel in low RAM,
 // else page-aligned at the top of low usable RAM.  Throws Error(usage).
@@ -159,11 +166,41 @@ CpuVendor cpuid_vendor(const std::vector<kvm_cpuid_entry2> &entries);
 // KVM signature leaves.
 std::vector<kvm_cpuid_entry2> cpuid_for_vcpu(const std::vector<kvm_cpuid_entry2> &supported, const Topology &topo,
                                              uint32_t cpu);
+// The CPUID the host CPU itself reports (cpuid instruction), shaped like
+// KVM_GET_SUPPORTED_CPUID's answer: for a KVM that cannot tell us (emulated
+// KVM here fails that ioctl with EINVAL).  Sets the hypervisor bit, clears
+// VMX/SVM/MONITOR/OSXSAVE/power management, adds the KVM signature leaves.
+std::vector<kvm_cpuid_entry2> host_cpuid_entries();
 // Clear one feature bit in every entry of `function` (a host-quirk mask).
 // Returns true if some entry had it set.
 enum class CpuidReg { eax, ebx, ecx, edx };
 bool cpuid_clear_bit(std::vector<kvm_cpuid_entry2> &entries, uint32_t function, CpuidReg reg, unsigned bit);
 const kvm_cpuid_entry2 *cpuid_find(const std::vector<kvm_cpuid_entry2> &entries, uint32_t function,
                                    uint32_t index = 0);
+
+// ---- userspace emulation of instructions a host's KVM refuses ----------------
+//
+// Emulated (software) KVM stops with KVM_EXIT_INTERNAL_ERROR on instructions
+// its in-kernel emulator does not know.  These functions decode the bytes at
+// RIP and apply the instruction to the registers (vmm/emulate.cpp).
+struct GuestMemoryAccess {
+    // Read/write guest *physical* memory; false when outside RAM.
+    std::function<bool(uint64_t gpa, void *buf, size_t len)> read;
+    std::function<bool(uint64_t gpa, const void *buf, size_t len)> write;
+};
+// Guest virtual -> physical through the page tables at CR3 (4- or 5-level,
+// 1 GiB/2 MiB/4 KiB pages); identity when paging is off.  nullopt if unmapped.
+std::optional<uint64_t> guest_virt_to_phys(const GuestMemoryAccess &mem, const kvm_sregs &s, uint64_t gva);
+
+struct EmulationOutcome {
+    enum class Kind { handled, inject_breakpoint, unknown } kind = Kind::unknown;
+    std::string name;        // "clac", "popcnt", "int3", ...
+    unsigned length = 0;     // bytes consumed (RIP already advanced when handled)
+};
+// `code` holds the bytes at RIP (up to 15).  On handled/inject_breakpoint the
+// registers are updated (RIP advanced, flags, destination register); the
+// caller injects #BP for inject_breakpoint.
+EmulationOutcome emulate_refused_instruction(const uint8_t *code, size_t n, kvm_regs &regs, const kvm_sregs &sregs,
+                                             const GuestMemoryAccess &mem);
 
 } // namespace ktstr::vmm

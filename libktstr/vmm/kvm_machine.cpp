@@ -1,0 +1,755 @@
+// libktstr/vmm: the KVM machine: guest RAM, VM and vCPU setup, one thread per
+// vCPU, port I/O dispatch (16550 x2, i8042), exits, host quirks, teardown
+// (vmm.md sections 1, 3, 6, 8, 9).
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ktstr/kvm.h"
+#include "ktstr/serial.h"
+
+namespace ktstr::vmm {
+
+// ---- guest RAM ---------------------------------------------------------------
+
+GuestRam::GuestRam(const MemoryLayout &layout) : layout_(layout) {
+    int fd = memfd_create("ktstr-guest-ram", MFD_CLOEXEC);
+    if (fd < 0) fail_errno(ErrorKind::environment, "memfd_create for guest RAM");
+    fd_.reset(fd);
+    if (ftruncate(fd, off_t(layout.mem_size)) < 0)
+        fail_errno(ErrorKind::environment, cat("ftruncate guest RAM memfd to ", layout.mem_size >> 20, " MiB"));
+    map_ = Mapping::map_fd(fd, layout.mem_size, PROT_READ | PROT_WRITE, 0);
+    // Guest RAM is touched sparsely; let THP back it where the host allows.
+    madvise(map_.data(), map_.size(), MADV_HUGEPAGE);
+}
+
+uint8_t *GuestRam::at(uint64_t gpa, uint64_t len) const {
+    for (auto &r : layout_.regions)
+        if (gpa >= r.gpa && len <= r.size && gpa - r.gpa <= r.size - len) return map_.data() + r.ram_offset + (gpa - r.gpa);
+    return nullptr;
+}
+
+void GuestRam::write(uint64_t gpa, const void *data, size_t len, const char *what) {
+    uint8_t *p = at(gpa, len);
+    if (!p)
+        fail(ErrorKind::usage, what, " (", len, " bytes at 0x", std::hex, gpa, ") does not fit in guest RAM");
+    std::memcpy(p, data, len);
+}
+
+void validate_kvm_topology(const Topology &t) {
+    validate_topology(t);
+    if (t.max_apic_id() > MAX_XAPIC_ID)
+        fail(ErrorKind::usage, "topology ", t.to_string(), ": highest APIC id ", t.max_apic_id(),
+             " exceeds 254, the limit of the in-kernel xAPIC irqchip this VMM uses (x2APIC/split irqchip is "
+             "not implemented); use fewer LLCs/cores, or --accel tcg");
+}
+
+ojson kvm_layout_json(const GuestRam &ram, const KvmMachineConfig &cfg, const std::string &cmdline,
+                      const std::vector<uint32_t> &vcpu_ids, const std::vector<int> &vcpu_tids) {
+    ojson d = make_doc("layout", 1);
+    const MemoryLayout &m = ram.layout();
+    d["arch"] = "x86_64";
+    d["accel"] = "kvm";
+    ojson regions = ojson::array();
+    for (auto &r : m.regions)
+        regions.push_back({{"gpa", r.gpa}, {"size", r.size}, {"fd_index", 0}, {"fd_offset", r.ram_offset}, {"node", r.node}});
+    d["regions"] = regions;
+    d["mem_size"] = m.mem_size;
+    d["num_cpus"] = cfg.topology.total_cpus();
+    d["vcpu_ids"] = vcpu_ids;
+    d["vmm_pid"] = getpid();
+    if (vcpu_tids.empty()) d["vcpu_tids"] = nullptr;
+    else d["vcpu_tids"] = vcpu_tids;
+    d["run_start_mono_ns"] = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          Clock::now().time_since_epoch()).count());
+    d["kernel"] = cfg.kernel;
+    d["vmlinux"] = ends_with(cfg.kernel, "vmlinux") ? ojson(cfg.kernel) : ojson(nullptr);
+    if (m.shm_size) d["shm"] = {{"base_pa", m.shm_base}, {"size", m.shm_size}};
+    else d["shm"] = nullptr;
+    d["cmdline"] = cmdline;
+    return d;
+}
+
+namespace {
+
+std::string hex(uint64_t v) { return cat("0x", std::hex, v); }
+
+// Last `max` bytes of a growing text.
+struct Tail {
+    std::string text;
+    size_t max;
+    void append(const char *p, size_t n) {
+        text.append(p, n);
+        if (text.size() > 2 * max) text.erase(0, text.size() - max);
+    }
+    std::string get() const { return text.size() > max ? text.substr(text.size() - max) : text; }
+};
+
+// Console lines that end a run.
+constexpr const char *PANIC_TEXT = "Kernel panic - not syncing";
+constexpr const char *POWER_OFF_TEXTS[] = {"reboot: Power down", "reboot: System halted"};
+
+class Machine {
+public:
+    explicit Machine(const KvmMachineConfig &cfg) : cfg_(cfg), t0_(Clock::now()) {}
+    KvmRunResult run();
+
+private:
+    // setup
+    void build_vm();
+    void load_guest();
+    void setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu);
+    // run
+    void vcpu_thread(size_t index);
+    void handle_io(const KvmVcpu &vcpu, kvm_run *run);
+    bool handle_internal_error(const KvmVcpu &vcpu, kvm_run *run, std::string &detail);
+    void handle_msr(const KvmVcpu &vcpu, kvm_run *run);
+    void finish(const std::string &reason, const std::string &detail, int vcpu);
+    void kick_all();
+    void console_bytes(const char *p, size_t n);
+    void com2_bytes(const char *p, size_t n);
+    void quirk_used(const std::string &name, const std::string &detail);
+    void event(ojson e) {
+        if (cfg_.on_event) cfg_.on_event(e);
+    }
+
+    const KvmMachineConfig &cfg_;
+    Clock::time_point t0_;
+    HostQuirks quirks_;
+    std::unique_ptr<Kvm> kvm_;
+    std::unique_ptr<KvmVm> vm_;
+    std::unique_ptr<GuestRam> ram_;
+    std::vector<KvmVcpu> vcpus_;
+    std::vector<kvm_cpuid_entry2> supported_cpuid_;
+    bool cpuid_refused_ = false;
+    KernelImage kernel_;
+    std::string cmdline_;
+    unique_fd irq_com1_, irq_com2_;
+    std::unique_ptr<Uart16550> com1_, com2_;
+
+    // run state
+    std::vector<pthread_t> threads_;
+    std::vector<std::atomic<bool>> thread_started_;
+    std::vector<int> tids_;
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;                 // result, quirks, console state
+    std::condition_variable cv_;
+    KvmRunResult result_;
+    std::atomic<double> first_exit_s_{-1};
+    Tail console_tail_{{}, 4096};
+    std::string console_line_;
+    std::vector<bool> stop_text_seen_;
+};
+
+void Machine::quirk_used(const std::string &name, const std::string &detail) {
+    bool first = false;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        auto it = std::find_if(result_.quirks.begin(), result_.quirks.end(), [&](auto &q) { return q.name == name; });
+        if (it == result_.quirks.end()) {
+            result_.quirks.push_back({name, detail, 1});
+            first = true;
+        } else {
+            ++it->count;
+        }
+    }
+    if (first) {
+        log::warn("host quirk: ", name, ": ", detail);
+        ojson e;
+        e["event"] = "host_quirk";
+        e["quirk"] = name;
+        e["detail"] = detail;
+        event(e);
+    }
+}
+
+void Machine::build_vm() {
+    const Topology &t = cfg_.topology;
+    kvm_ = std::make_unique<Kvm>();
+    const Kvm &kvm = *kvm_;
+    struct Cap { long cap; const char *name; };
+    const Cap required[] = {
+        {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"}, {KVM_CAP_IOEVENTFD, "KVM_CAP_IOEVENTFD"},
+        {KVM_CAP_IRQFD, "KVM_CAP_IRQFD"}, {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+        {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"}, {KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+        {KVM_CAP_PIT_STATE2, "KVM_CAP_PIT_STATE2"}, {KVM_CAP_ADJUST_CLOCK, "KVM_CAP_ADJUST_CLOCK"},
+        {KVM_CAP_DEBUGREGS, "KVM_CAP_DEBUGREGS"}, {KVM_CAP_MP_STATE, "KVM_CAP_MP_STATE"},
+        {KVM_CAP_VCPU_EVENTS, "KVM_CAP_VCPU_EVENTS"}, {KVM_CAP_XCRS, "KVM_CAP_XCRS"},
+        {KVM_CAP_XSAVE, "KVM_CAP_XSAVE"}, {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"}};
+    for (auto &c : required) kvm.require(c.cap, c.name);
+    int max_vcpu_id = kvm.check_extension(KVM_CAP_MAX_VCPU_ID);
+    if (max_vcpu_id <= 0) max_vcpu_id = kvm.check_extension(KVM_CAP_MAX_VCPUS);
+    if (int64_t(t.max_apic_id()) >= max_vcpu_id)
+        fail(ErrorKind::environment, "topology ", t.to_string(), ": APIC id ", t.max_apic_id(),
+             " is not below KVM_CAP_MAX_VCPU_ID ", max_vcpu_id);
+    int max_vcpus = kvm.check_extension(KVM_CAP_MAX_VCPUS);
+    if (max_vcpus > 0 && int64_t(t.total_cpus()) > max_vcpus)
+        fail(ErrorKind::environment, "topology ", t.to_string(), ": ", t.total_cpus(), " vCPUs exceed KVM_CAP_MAX_VCPUS ",
+             max_vcpus);
+
+    vm_ = std::make_unique<KvmVm>(kvm);
+    KvmVm &vm = *vm_;
+    vm.ioctl_or_fail(KVM_SET_TSS_ADDR, reinterpret_cast<void *>(KVM_TSS_GPA), "KVM_SET_TSS_ADDR");
+    uint64_t identity = KVM_IDENTITY_MAP_GPA;
+    vm.ioctl_or_fail(KVM_SET_IDENTITY_MAP_ADDR, &identity, "KVM_SET_IDENTITY_MAP_ADDR");
+    vm.ioctl_or_fail(KVM_CREATE_IRQCHIP, nullptr, "KVM_CREATE_IRQCHIP");
+    kvm_pit_config pit{};
+    pit.flags = KVM_PIT_SPEAKER_DUMMY;
+    vm.ioctl_or_fail(KVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2");
+    if (vm.check_extension(KVM_CAP_HALT_POLL) > 0) {
+        kvm_enable_cap cap{};
+        cap.cap = KVM_CAP_HALT_POLL;
+        cap.args[0] = t.total_cpus() > uint32_t(sysconf(_SC_NPROCESSORS_ONLN)) ? 0 : 200000;
+        if (::ioctl(vm.fd(), KVM_ENABLE_CAP, &cap) < 0) log::debug("KVM_CAP_HALT_POLL not enabled: ", strerror(errno));
+    }
+
+    // Emulated KVM injects #GP for MSRs it does not know (EFER writes among
+    // them); with this capability they come to userspace instead.
+    if (quirks_.emulate_refused && vm.check_extension(KVM_CAP_X86_USER_SPACE_MSR) > 0) {
+        kvm_enable_cap cap{};
+        cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+        cap.args[0] = KVM_MSR_EXIT_REASON_INVAL | KVM_MSR_EXIT_REASON_UNKNOWN;
+        if (::ioctl(vm.fd(), KVM_ENABLE_CAP, &cap) < 0)
+            log::debug("KVM_CAP_X86_USER_SPACE_MSR not enabled: ", strerror(errno));
+    }
+
+    // Memory: one slot per region.
+    for (size_t i = 0; i < ram_->layout().regions.size(); ++i) {
+        const MemRegion &r = ram_->layout().regions[i];
+        vm.set_memory_region(uint32_t(i), r.gpa, r.size, ram_->base() + r.ram_offset);
+    }
+
+    // Serial interrupts: an eventfd per UART, bound to its GSI.
+    auto irqfd = [&](uint32_t gsi) {
+        unique_fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!fd) fail_errno(ErrorKind::environment, "eventfd");
+        kvm_irqfd req{};
+        req.fd = uint32_t(fd.get());
+        req.gsi = gsi;
+        vm.ioctl_or_fail(KVM_IRQFD, &req, "KVM_IRQFD");
+        return fd;
+    };
+    irq_com1_ = irqfd(COM1_IRQ);
+    irq_com2_ = irqfd(COM2_IRQ);
+    auto pulse = [](int fd) {
+        uint64_t one = 1;
+        ssize_t r = ::write(fd, &one, sizeof one);
+        (void)r;
+    };
+    int c1 = irq_com1_.get(), c2 = irq_com2_.get();
+    com1_ = std::make_unique<Uart16550>([this](uint8_t b) { char c = char(b); console_bytes(&c, 1); },
+                                        [pulse, c1] { pulse(c1); });
+    com2_ = std::make_unique<Uart16550>([this](uint8_t b) { char c = char(b); com2_bytes(&c, 1); },
+                                        [pulse, c2] { pulse(c2); });
+
+    try {
+        supported_cpuid_ = kvm.supported_cpuid();
+    } catch (const Error &e) {
+        if (!quirks_.emulate_refused) throw;
+        supported_cpuid_ = host_cpuid_entries();
+        quirk_used("cpuid_from_host",
+                   cat(e.what(), ": the guest CPUID is built from the host's cpuid instruction instead"));
+    }
+    bool cx16_masked = quirks_.mask_cx16 && cpuid_clear_bit(supported_cpuid_, 1, CpuidReg::ecx, 13);
+
+    // vCPU id = APIC id (vmm.md section 2 [dev]); cpu 0 (APIC 0) is the BSP.
+    for (uint32_t cpu = 0; cpu < t.total_cpus(); ++cpu) {
+        vcpus_.push_back(vm.create_vcpu(t.apic_id(cpu)));
+        setup_vcpu(vcpus_.back(), cpu);
+    }
+    if (cx16_masked && !cpuid_refused_)
+        quirk_used("cpuid_mask_cx16", "CPUID.1:ECX.CX16 cleared (the emulator refuses cmpxchg16b)");
+}
+
+void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
+    const bool bsp = cpu == 0;
+    std::vector<kvm_cpuid_entry2> entries = cpuid_for_vcpu(supported_cpuid_, cfg_.topology, cpu);
+    std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
+    auto *c = reinterpret_cast<kvm_cpuid2 *>(buf.data());
+    c->nent = uint32_t(entries.size());
+    std::memcpy(c->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+    if (::ioctl(vcpu.fd(), KVM_SET_CPUID2, c) < 0) {
+        int e = errno;
+        if (!quirks_.emulate_refused)
+            fail_errno(ErrorKind::environment, cat("KVM_SET_CPUID2 (vCPU ", vcpu.id(), ")"), e);
+        cpuid_refused_ = true;
+        quirk_used("cpuid_not_settable",
+                   cat("KVM_SET_CPUID2: ", strerror(e), ": the guest sees the host KVM's own CPUID; its topology "
+                       "leaves (0x1, 0x4, 0xB, 0x1F, AMD 0x8000001E) will not describe ", cfg_.topology.to_string(),
+                       " and CPUID masks cannot be applied (ACPI tables still do)"));
+    }
+
+    kvm_fpu fpu{};
+    fpu.fcw = 0x37F;
+    fpu.mxcsr = 0x1F80;
+    vcpu.ioctl_or_fail(KVM_SET_FPU, &fpu, "KVM_SET_FPU");
+
+    kvm_lapic_state lapic{};
+    vcpu.ioctl_or_fail(KVM_GET_LAPIC, &lapic, "KVM_GET_LAPIC");
+    auto lvt = [&](size_t off) -> uint32_t & { return *reinterpret_cast<uint32_t *>(lapic.regs + off); };
+    constexpr size_t LVT0 = 0x350, LVT1 = 0x360;
+    if (bsp) {
+        lvt(LVT0) = (lvt(LVT0) & ~0x700u) | (7u << 8);   // ExtINT: the PIC's line
+        lvt(LVT1) = (lvt(LVT1) & ~0x700u) | (4u << 8);   // NMI
+    } else {
+        lvt(LVT0) |= 1u << 16;
+        lvt(LVT1) |= 1u << 16;
+    }
+    vcpu.ioctl_or_fail(KVM_SET_LAPIC, &lapic, "KVM_SET_LAPIC");
+
+    kvm_mp_state mp{};
+    mp.mp_state = bsp ? KVM_MP_STATE_RUNNABLE : KVM_MP_STATE_UNINITIALIZED;
+    vcpu.ioctl_or_fail(KVM_SET_MP_STATE, &mp, "KVM_SET_MP_STATE");
+    if (!bsp) return;
+
+    // BSP: 64-bit mode on the boot GDT and identity map, at the kernel entry.
+    const uint32_t msr_index[] = {0x174, 0x175, 0x176, 0xC0000081, 0xC0000082, 0xC0000083,
+                                  0xC0000084, 0xC0000102, 0x10, 0x1A0, 0x2FF};
+    const uint64_t msr_value[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x806};
+    constexpr size_t NMSR = sizeof msr_index / sizeof msr_index[0];
+    std::vector<uint8_t> mbuf(sizeof(kvm_msrs) + NMSR * sizeof(kvm_msr_entry));
+    auto *msrs = reinterpret_cast<kvm_msrs *>(mbuf.data());
+    msrs->nmsrs = NMSR;
+    for (size_t i = 0; i < NMSR; ++i) {
+        msrs->entries[i].index = msr_index[i];
+        msrs->entries[i].data = msr_value[i];
+    }
+    int written = ::ioctl(vcpu.fd(), KVM_SET_MSRS, msrs);
+    if (written < 0 && quirks_.emulate_refused) {
+        quirk_used("msrs_not_settable", cat("KVM_SET_MSRS: ", strerror(errno),
+                                            ": the boot MSRs (SYSENTER/STAR/LSTAR/..., MISC_ENABLE, MTRRdefType) keep "
+                                            "the host KVM's reset values"));
+    } else if (written < 0) {
+        fail_errno(ErrorKind::environment, "KVM_SET_MSRS (BSP)");
+    } else if (written != int(NMSR)) {
+        fail(ErrorKind::environment, "KVM_SET_MSRS wrote ", written, " of ", NMSR, " boot MSRs (stopped at MSR ",
+             hex(msr_index[written]), ")");
+    }
+
+    kvm_sregs s = vcpu.get_sregs();
+    auto gdt = boot_gdt();
+    s.gdt.base = GDT_GPA;
+    s.gdt.limit = uint16_t(sizeof(uint64_t) * gdt.size() - 1);
+    s.idt.base = IDT_GPA;
+    s.idt.limit = 7;
+    s.cs = segment_from_descriptor(gdt[1], 8);
+    s.ds = s.es = s.fs = s.gs = s.ss = segment_from_descriptor(gdt[2], 16);
+    s.tr = segment_from_descriptor(gdt[3], 24);
+    s.cr0 = 0x80000001;
+    s.cr4 = 0x20;
+    s.efer = 0x500;
+    s.cr3 = PML4_GPA;
+    vcpu.set_sregs(s);
+
+    kvm_regs r{};
+    r.rip = kernel_.entry;
+    r.rsp = r.rbp = BOOT_STACK_GPA;
+    r.rsi = ZERO_PAGE_GPA;
+    r.rflags = 2;
+    vcpu.set_regs(r);
+}
+
+void Machine::load_guest() {
+    const MemoryLayout &m = ram_->layout();
+    for (auto &seg : kernel_.segments) {
+        uint8_t *dst = ram_->at(seg.gpa, seg.mem_size);
+        if (!dst)
+            fail(ErrorKind::usage, kernel_.path, ": segment at ", hex(seg.gpa), " (", seg.mem_size >> 10,
+                 " KiB) does not fit in ", m.mem_size >> 20, " MiB of guest RAM");
+        read_segment(kernel_, seg, dst);
+    }
+    if (kernel_.end > m.low_end)
+        fail(ErrorKind::usage, kernel_.path, ": the kernel needs RAM up to ", kernel_.end >> 20, " MiB; give the guest more memory");
+
+    uint64_t initrd_gpa = 0, initrd_size = 0;
+    if (!cfg_.initrd.empty()) {
+        unique_fd fd(::open(cfg_.initrd.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
+        off_t size = lseek(fd.get(), 0, SEEK_END);
+        if (size < 0) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
+        initrd_size = uint64_t(size);
+        initrd_gpa = place_initrd(kernel_, m, initrd_size);
+        uint8_t *dst = ram_->at(initrd_gpa, initrd_size);
+        if (!dst) fail(ErrorKind::usage, "initramfs ", cfg_.initrd, " does not fit in guest RAM");
+        if (::pread(fd.get(), dst, initrd_size, 0) != ssize_t(initrd_size))
+            fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd, ": read"));
+    }
+
+    cmdline_ = cfg_.cmdline;
+    auto add_word = [&](const std::string &w) { cmdline_ += (cmdline_.empty() ? "" : " ") + w; };
+    if (m.shm_size) add_word(cat("KTSTR_SHM_BASE=", hex(m.shm_base), " KTSTR_SHM_SIZE=", hex(m.shm_size)));
+    if (quirks_.noxsave) {
+        add_word("noxsave");
+        quirk_used("cmdline_noxsave", "\"noxsave\" added to the kernel command line (the emulator refuses xrstor)");
+    }
+    if (cmdline_.size() > kernel_.cmdline_max)
+        fail(ErrorKind::usage, "kernel command line is ", cmdline_.size(), " bytes; ", kernel_.path, " accepts at most ",
+             kernel_.cmdline_max, " (cmdline_size of the image / COMMAND_LINE_SIZE)");
+    ram_->write(CMDLINE_GPA, cmdline_.c_str(), cmdline_.size() + 1, "kernel command line");
+
+    BootParamsInput in;
+    in.kernel = &kernel_;
+    in.cmdline_len = uint32_t(cmdline_.size());
+    in.initrd_gpa = initrd_gpa;
+    in.initrd_size = initrd_size;
+    in.e820 = e820_table(m);
+    auto bp = build_boot_params(in);
+    ram_->write(ZERO_PAGE_GPA, bp.data(), bp.size(), "boot_params");
+
+    auto gdt = boot_gdt();
+    ram_->write(GDT_GPA, gdt.data(), sizeof gdt, "GDT");
+    uint64_t idt = 0;
+    ram_->write(IDT_GPA, &idt, sizeof idt, "IDT");
+    auto pt = identity_page_tables();
+    ram_->write(PML4_GPA, pt.data(), pt.size(), "page tables");
+    AcpiTables acpi = build_acpi_tables(cfg_.topology, m);
+    ram_->write(ACPI_GPA, acpi.bytes.data(), acpi.bytes.size(), "ACPI tables");
+    auto mp = build_mptable(cfg_.topology);
+    if (!mp.empty()) ram_->write(MPTABLE_GPA, mp.data(), mp.size(), "MP table");
+
+    // Shared region header (vmm.md section 10): magic, version, capacity.
+    if (m.shm_size) {
+        uint8_t hdr[40] = {};
+        uint32_t magic = 0x53544D52, version = 1, capacity = uint32_t(std::min<uint64_t>(m.shm_size - 40, 0xFFFFFFFFu));
+        std::memcpy(hdr, &magic, 4);
+        std::memcpy(hdr + 4, &version, 4);
+        std::memcpy(hdr + 8, &capacity, 4);
+        ram_->write(m.shm_base, hdr, sizeof hdr, "shared region header");
+    }
+}
+
+// ---- run ---------------------------------------------------------------------------
+
+void Machine::finish(const std::string &reason, const std::string &detail, int vcpu) {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!result_.reason.empty()) return;   // the first end wins
+        result_.reason = reason;
+        result_.detail = detail;
+        result_.vcpu = vcpu;
+        stop_.store(true, std::memory_order_release);
+    }
+    cv_.notify_all();
+    kick_all();
+}
+
+void Machine::kick_all() {
+    for (size_t i = 0; i < vcpus_.size(); ++i) {
+        vcpus_[i].run()->immediate_exit = 1;
+        std::atomic_thread_fence(std::memory_order_release);
+        if (thread_started_[i].load(std::memory_order_acquire)) pthread_kill(threads_[i], kick_signal());
+    }
+}
+
+void Machine::console_bytes(const char *p, size_t n) {
+    if (cfg_.on_console) cfg_.on_console(p, n);
+    std::string ended;   // reason to end, decided under the lock, acted on outside it
+    std::string detail;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        console_tail_.append(p, n);
+        for (size_t i = 0; i < n; ++i) {
+            if (p[i] != '\n') {
+                if (console_line_.size() < 4096) console_line_.push_back(p[i]);
+                continue;
+            }
+            const std::string &line = console_line_;
+            if (line.find(PANIC_TEXT) != std::string::npos) {
+                ended = "panic";
+                detail = std::string(trim(line));
+            }
+            for (const char *t : POWER_OFF_TEXTS)
+                if (line.find(t) != std::string::npos) ended = "shutdown", detail = t;
+            if (!cfg_.stop_texts.empty()) {
+                bool all = true;
+                for (size_t k = 0; k < cfg_.stop_texts.size(); ++k) {
+                    if (line.find(cfg_.stop_texts[k]) != std::string::npos) stop_text_seen_[k] = true;
+                    all = all && stop_text_seen_[k];
+                }
+                if (all && ended.empty()) ended = "stop_text", detail = "every --stop-on text appeared on the console";
+            }
+            console_line_.clear();
+        }
+    }
+    if (!ended.empty()) finish(ended, detail, -1);
+}
+
+void Machine::com2_bytes(const char *p, size_t n) {
+    if (cfg_.on_com2) cfg_.on_com2(p, n);
+    std::lock_guard<std::mutex> lk(mu_);
+    if (result_.com2.size() < (1u << 20)) result_.com2.append(p, n);
+}
+
+void Machine::handle_io(const KvmVcpu &, kvm_run *run) {
+    auto &io = run->io;
+    uint8_t *data = reinterpret_cast<uint8_t *>(run) + io.data_offset;
+    const bool out = io.direction == KVM_EXIT_IO_OUT;
+    for (uint32_t c = 0; c < io.count; ++c) {
+        uint8_t *item = data + size_t(c) * io.size;
+        for (uint32_t byte = 0; byte < io.size; ++byte) {
+            uint16_t port = uint16_t(io.port + byte);
+            uint8_t &v = item[byte];
+            Uart16550 *uart = nullptr;
+            uint8_t off = 0;
+            if (port >= COM1_PORT && port < COM1_PORT + 8) uart = com1_.get(), off = uint8_t(port - COM1_PORT);
+            else if (port >= COM2_PORT && port < COM2_PORT + 8) uart = com2_.get(), off = uint8_t(port - COM2_PORT);
+            if (uart) {
+                if (out) uart->write(off, v);
+                else v = uart->read(off);
+            } else if (port == I8042_DATA_PORT || port == I8042_COMMAND_PORT) {
+                if (!out) v = 0;
+                else if (i8042_is_reset(port, v)) finish("reboot", "i8042 reset (OUT 0x64 <- 0xFE)", -1);
+            } else if (!out) {
+                v = 0xFF;   // nothing here (COM3/COM4 probes fail)
+            }
+        }
+    }
+}
+
+bool Machine::handle_internal_error(const KvmVcpu &vcpu, kvm_run *run, std::string &detail) {
+    kvm_regs regs = vcpu.get_regs();
+    kvm_sregs sregs = vcpu.get_sregs();
+    GuestMemoryAccess mem;
+    mem.read = [this](uint64_t gpa, void *buf, size_t len) {
+        uint8_t *p = ram_->at(gpa, len);
+        if (p) std::memcpy(buf, p, len);
+        return p != nullptr;
+    };
+    mem.write = [this](uint64_t gpa, const void *buf, size_t len) {
+        uint8_t *p = ram_->at(gpa, len);
+        if (p) std::memcpy(p, buf, len);
+        return p != nullptr;
+    };
+    // Fetch up to 15 bytes at CS:RIP through the guest's page tables.
+    uint8_t code[15] = {};
+    size_t got = 0;
+    while (got < sizeof code) {
+        uint64_t va = regs.rip + got;
+        auto pa = guest_virt_to_phys(mem, sregs, va);
+        if (!pa) break;
+        size_t chunk = std::min<size_t>(sizeof code - got, 0x1000 - (va & 0xFFF));
+        if (!mem.read(*pa, code + got, chunk)) break;
+        got += chunk;
+    }
+    std::string bytes;
+    for (size_t i = 0; i < std::min<size_t>(got, 8); ++i) bytes += cat(i ? " " : "", std::hex, (code[i] < 16 ? "0" : ""), unsigned(code[i]));
+    detail = cat("KVM_EXIT_INTERNAL_ERROR suberror ", run->internal.suberror, " at RIP ", hex(regs.rip), " bytes [",
+                 bytes, "]");
+    if (!quirks_.emulate_refused || run->internal.suberror != KVM_INTERNAL_ERROR_EMULATION || got == 0) return false;
+    EmulationOutcome o = emulate_refused_instruction(code, got, regs, sregs, mem);
+    if (o.kind == EmulationOutcome::Kind::unknown) {
+        detail += " (an instruction the host's KVM refuses and ktstr-vmm does not emulate)";
+        return false;
+    }
+    vcpu.set_regs(regs);
+    if (o.kind == EmulationOutcome::Kind::inject_breakpoint) {
+        kvm_vcpu_events ev = vcpu.get_events();
+        ev.exception.injected = 1;
+        ev.exception.nr = 3;   // #BP
+        ev.exception.has_error_code = 0;
+        ev.flags = 0;
+        vcpu.set_events(ev);
+    }
+    quirk_used("emulate_" + o.name, cat("the host's KVM refused '", o.name, "'; executed in userspace (first at RIP ",
+                                        hex(regs.rip - o.length), ")"));
+    return true;
+}
+
+// An MSR access the host's KVM refused (KVM_CAP_X86_USER_SPACE_MSR).  EFER is
+// applied through the segment registers ioctl; other writes are dropped and
+// other reads return 0, each reported.
+void Machine::handle_msr(const KvmVcpu &vcpu, kvm_run *run) {
+    constexpr uint32_t MSR_EFER = 0xC0000080;
+    const bool write = run->exit_reason == KVM_EXIT_X86_WRMSR;
+    const uint32_t index = run->msr.index;
+    run->msr.error = 0;
+    if (index == MSR_EFER) {
+        kvm_sregs s = vcpu.get_sregs();
+        if (write) {
+            // LMA follows LME once paging is on; KVM sets it when CR0.PG is written.
+            s.efer = (run->msr.data & ~uint64_t(0x400)) | (s.efer & 0x400);
+            vcpu.set_sregs(s);
+        } else {
+            run->msr.data = s.efer;
+        }
+        quirk_used(write ? "msr_efer_write" : "msr_efer_read",
+                   "the host's KVM refused an EFER access; applied through KVM_SET_SREGS / read from KVM_GET_SREGS");
+        return;
+    }
+    if (!write) run->msr.data = 0;
+    quirk_used(cat(write ? "msr_write_ignored_" : "msr_read_zero_", hex(index)),
+               cat("the host's KVM refused ", write ? "WRMSR" : "RDMSR", " ", hex(index), "; ",
+                   write ? "the write was dropped" : "the guest read 0"));
+}
+
+void Machine::vcpu_thread(size_t index) {
+    const KvmVcpu &vcpu = vcpus_[index];
+    kvm_run *run = vcpu.run();
+    const int apic = int(vcpu.id());
+    tids_[index] = int(syscall(SYS_gettid));
+    char name[16];
+    snprintf(name, sizeof name, "vcpu%d", apic);
+    pthread_setname_np(pthread_self(), name);
+    try {
+        while (!stop_.load(std::memory_order_acquire)) {
+            int rc = vcpu.run_once();
+            if (index == 0 && first_exit_s_.load() < 0) first_exit_s_.store(seconds_since(t0_));
+            if (rc < 0) {   // kicked
+                run->immediate_exit = 0;
+                continue;
+            }
+            switch (run->exit_reason) {
+            case KVM_EXIT_IO: handle_io(vcpu, run); break;
+            case KVM_EXIT_MMIO:
+                if (!run->mmio.is_write) std::memset(run->mmio.data, 0xFF, sizeof run->mmio.data);
+                break;
+            case KVM_EXIT_HLT:
+                // Only without an in-kernel LAPIC; treat as the vCPU being done.
+                finish("halt", cat("vCPU ", apic, " executed HLT"), apic);
+                break;
+            case KVM_EXIT_INTR: break;
+            case KVM_EXIT_X86_RDMSR:
+            case KVM_EXIT_X86_WRMSR: handle_msr(vcpu, run); break;
+            case KVM_EXIT_SHUTDOWN: {
+                kvm_regs r = vcpu.get_regs();
+                finish("triple_fault", cat("KVM_EXIT_SHUTDOWN (triple fault) on vCPU ", apic, " at RIP ", hex(r.rip)), apic);
+                break;
+            }
+            case KVM_EXIT_SYSTEM_EVENT:
+                if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) finish("shutdown", "KVM system event SHUTDOWN", apic);
+                else if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) finish("reboot", "KVM system event RESET", apic);
+                else if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) finish("panic", "KVM system event CRASH", apic);
+                else finish("error", cat("KVM system event type ", run->system_event.type), apic);
+                break;
+            case KVM_EXIT_INTERNAL_ERROR: {
+                std::string detail;
+                if (!handle_internal_error(vcpu, run, detail)) finish("internal_error", cat("vCPU ", apic, ": ", detail), apic);
+                break;
+            }
+            case KVM_EXIT_FAIL_ENTRY:
+                finish("fail_entry",
+                       cat("KVM_EXIT_FAIL_ENTRY on vCPU ", apic, ", hardware reason ",
+                           hex(run->fail_entry.hardware_entry_failure_reason)),
+                       apic);
+                break;
+            default: {
+                kvm_regs r = vcpu.get_regs();
+                finish("error", cat("unexpected KVM exit reason ", run->exit_reason, " on vCPU ", apic, " at RIP ", hex(r.rip)),
+                       apic);
+            }
+            }
+        }
+    } catch (const std::exception &e) {
+        finish("error", cat("vCPU ", apic, ": ", e.what()), apic);
+    }
+}
+
+KvmRunResult Machine::run() {
+    const Topology &t = cfg_.topology;
+    validate_kvm_topology(t);
+    stop_text_seen_.assign(cfg_.stop_texts.size(), false);
+    quirks_ = detect_host_quirks(cfg_.quirks);
+    if (quirks_.emulated) log::warn("host quirk detection: ", quirks_.detection);
+    else log::debug("host quirk detection: ", quirks_.detection);
+    {
+        ojson e;
+        e["event"] = "host_quirks";
+        e["emulated_kvm"] = quirks_.emulated;
+        e["detection"] = quirks_.detection;
+        event(e);
+    }
+    kernel_ = load_kernel_image(cfg_.kernel);
+    MemoryLayout layout = plan_memory(t, cfg_.memory_mb, cfg_.shm_size);
+    ram_ = std::make_unique<GuestRam>(layout);
+    build_vm();
+    load_guest();
+
+    // Signals: SIGINT/SIGTERM are taken synchronously by this thread (the
+    // watchdog); vCPU threads inherit the block and only see the kick.
+    sigset_t stop_signals, old_mask;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
+    install_kick_handler();
+
+    const size_t n = vcpus_.size();
+    threads_.assign(n, pthread_t{});
+    thread_started_ = std::vector<std::atomic<bool>>(n);
+    tids_.assign(n, 0);
+    std::vector<std::thread> workers;
+    for (size_t i = 0; i < n; ++i) {
+        workers.emplace_back([this, i] { vcpu_thread(i); });
+        threads_[i] = workers.back().native_handle();
+        thread_started_[i].store(true, std::memory_order_release);
+    }
+    // Any kick sent before thread_started_ was set is covered by immediate_exit.
+    if (stop_.load()) kick_all();
+
+    {
+        std::vector<uint32_t> ids;
+        for (auto &v : vcpus_) ids.push_back(v.id());
+        // tids are filled by the threads as they start; give them a moment.
+        for (int i = 0; i < 100; ++i) {
+            bool all = std::all_of(tids_.begin(), tids_.end(), [](int x) { return x != 0; });
+            if (all) break;
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        }
+        ojson e;
+        e["event"] = "layout";
+        e["layout"] = kvm_layout_json(*ram_, cfg_, cmdline_, ids, tids_);
+        event(e);
+    }
+
+    // Watchdog: timeout and signals, 50 ms ticks.
+    while (!stop_.load(std::memory_order_acquire)) {
+        struct timespec tick = {0, 50 * 1000 * 1000};
+        int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+        if (sig > 0) {
+            finish("signal", sig == SIGINT ? "SIGINT" : "SIGTERM", -1);
+            break;
+        }
+        if (cfg_.timeout_s > 0 && seconds_since(t0_) >= cfg_.timeout_s) {
+            finish("timeout", cat("no end after ", cfg_.timeout_s, " s (--timeout)"), -1);
+            break;
+        }
+    }
+
+    // Teardown: kick until every vCPU thread has left KVM_RUN (at most 5 s each).
+    kick_all();
+    for (size_t i = 0; i < n; ++i) workers[i].join();
+    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+
+    KvmRunResult r;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        r = result_;
+        r.console_tail = console_tail_.get();
+    }
+    r.elapsed_s = seconds_since(t0_);
+    r.first_exit_s = first_exit_s_.load();
+    return r;
+}
+
+} // namespace
+
+KvmRunResult kvm_run_machine(const KvmMachineConfig &cfg) {
+    Machine m(cfg);
+    return m.run();
+}
+
+} // namespace ktstr::vmm
