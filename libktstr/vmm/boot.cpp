@@ -96,7 +96,7 @@ std::vector<E820Entry> e820_table(const MemoryLayout &m) {
 
 namespace {
 
-KernelImage parse_elf(KernelImage k) {
+BootImage parse_elf(BootImage k) {
     const std::string &d = k.data;
     auto bad = [&](const std::string &why) { fail(ErrorKind::input, k.path, ": ELF kernel: ", why); };
     if (d.size() < sizeof(Elf64_Ehdr)) bad("file too short for an ELF header");
@@ -127,12 +127,12 @@ KernelImage parse_elf(KernelImage k) {
     bool inside = false;
     for (auto &s : k.segments) inside |= k.entry >= s.gpa && k.entry < s.gpa + s.mem_size;
     if (!inside) bad(cat("entry point 0x", std::hex, eh.e_entry, " is not inside a loaded segment"));
-    k.kind = KernelImage::Kind::elf;
+    k.kind = BootImage::Kind::elf;
     k.cmdline_max = 2047;   // COMMAND_LINE_SIZE - 1 on x86
     return k;
 }
 
-KernelImage parse_bzimage(KernelImage k) {
+BootImage parse_bzimage(BootImage k) {
     const std::string &d = k.data;
     auto bad = [&](const std::string &why) { fail(ErrorKind::input, k.path, ": bzImage: ", why); };
     if (d.size() < 0x1000) bad("file too short");
@@ -157,14 +157,14 @@ KernelImage parse_bzimage(KernelImage k) {
     uint32_t cmdline_size = get32(p + 0x238);
     k.cmdline_max = cmdline_size ? std::min<uint32_t>(cmdline_size, 2047) : 255;
     k.initrd_addr_max = get32(p + 0x22C);
-    k.kind = KernelImage::Kind::bzimage;
+    k.kind = BootImage::Kind::bzimage;
     return k;
 }
 
 } // namespace
 
-KernelImage parse_kernel_image(std::string data, const std::string &path, uint64_t file_size) {
-    KernelImage k;
+BootImage parse_boot_image(std::string data, const std::string &path, uint64_t file_size) {
+    BootImage k;
     k.path = path;
     k.data = std::move(data);
     k.file_size = file_size ? file_size : k.data.size();
@@ -173,7 +173,7 @@ KernelImage parse_kernel_image(std::string data, const std::string &path, uint64
     fail(ErrorKind::input, path, ": not a kernel image (neither an ELF vmlinux nor a bzImage with \"HdrS\" at 0x202)");
 }
 
-KernelImage load_kernel_image(const std::string &path) {
+BootImage load_boot_image(const std::string &path) {
     // Only the headers are read here (64 KiB covers the bzImage setup header
     // and the ELF program headers); segments are read straight into guest RAM
     // by read_segment(), which keeps a 55 MB vmlinux from being copied twice.
@@ -185,10 +185,10 @@ KernelImage load_kernel_image(const std::string &path) {
     std::string head(std::min<uint64_t>(st.st_size, 64 * 1024), '\0');
     if (read_full(fd.get(), head.data(), head.size()) != head.size())
         fail(ErrorKind::input, "kernel ", path, ": short read");
-    return parse_kernel_image(std::move(head), path, uint64_t(st.st_size));
+    return parse_boot_image(std::move(head), path, uint64_t(st.st_size));
 }
 
-void read_segment(const KernelImage &k, const ImageSegment &s, uint8_t *dst) {
+void read_segment(const BootImage &k, const ImageSegment &s, uint8_t *dst) {
     if (s.file_offset + s.file_size <= k.data.size()) {
         std::memcpy(dst, k.data.data() + s.file_offset, s.file_size);
     } else {
@@ -206,7 +206,7 @@ void read_segment(const KernelImage &k, const ImageSegment &s, uint8_t *dst) {
     std::memset(dst + s.file_size, 0, s.mem_size - s.file_size);
 }
 
-uint64_t place_initrd(const KernelImage &k, const MemoryLayout &m, uint64_t initrd_size) {
+uint64_t place_initrd(const BootImage &k, const MemoryLayout &m, uint64_t initrd_size) {
     uint64_t low_usable = m.low_end - (m.high_end ? 0 : m.shm_size);
     uint64_t limit = std::min<uint64_t>(low_usable, k.initrd_addr_max + 1);
     if (INITRD_GPA >= k.end && INITRD_GPA + initrd_size <= limit) return INITRD_GPA;

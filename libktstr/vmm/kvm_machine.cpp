@@ -136,7 +136,7 @@ private:
     std::vector<KvmVcpu> vcpus_;
     std::vector<kvm_cpuid_entry2> supported_cpuid_;
     bool cpuid_refused_ = false;
-    KernelImage kernel_;
+    BootImage kernel_;
     std::string cmdline_;
     unique_fd irq_com1_, irq_com2_;
     std::unique_ptr<Uart16550> com1_, com2_;
@@ -672,7 +672,7 @@ KvmRunResult Machine::run() {
         e["detection"] = quirks_.detection;
         event(e);
     }
-    kernel_ = load_kernel_image(cfg_.kernel);
+    kernel_ = load_boot_image(cfg_.kernel);
     MemoryLayout layout = plan_memory(t, cfg_.memory_mb, cfg_.shm_size);
     ram_ = std::make_unique<GuestRam>(layout);
     build_vm();
@@ -737,6 +737,15 @@ KvmRunResult Machine::run() {
     KvmRunResult r;
     {
         std::lock_guard<std::mutex> lk(mu_);
+        // Where the guest was when we stopped it: the first thing to look up
+        // (addr2line / System.map) when a boot hangs.
+        if (result_.reason == "timeout" || result_.reason == "signal" || result_.reason == "stop_text") {
+            try {
+                kvm_regs regs = vcpus_[0].get_regs();
+                result_.detail += cat("; BSP at RIP ", hex(regs.rip));
+            } catch (const Error &) {
+            }
+        }
         r = result_;
         r.console_tail = console_tail_.get();
     }

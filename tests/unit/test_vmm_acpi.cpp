@@ -13,7 +13,7 @@ using namespace vmm_test;
 
 namespace {
 
-constexpr uint64_t MiB = 1 << 20;
+constexpr uint64_t MB = 1 << 20;
 
 // 3 LLCs cannot be spread evenly over 2 nodes; the JSON form says how.
 Topology topo_2n3l3c2t() {
@@ -194,7 +194,7 @@ TEST_CASE("ACPI 1l2c1t offsets (vmm.md section 16)") {
 
 TEST_CASE("ACPI 1n1l1c1t, full bytes") {
     Topology t = parse_topology("1n1l1c1t");
-    MemoryLayout m = plan_memory(t, 256, 16 * MiB);
+    MemoryLayout m = plan_memory(t, 256, 16 * MB);
     check_common(t, m);
     AcpiTables a = build_acpi_tables(t, m);
     // MADT body after the 36-byte header, computed by hand.
@@ -226,7 +226,7 @@ TEST_CASE("ACPI 1n2l4c2t") {
     Topology t = parse_topology("1n2l4c2t");
     CHECK(t.apic_id(15) == 15);
     CHECK(t.apic_id(8) == 8);
-    check_common(t, plan_memory(t, 1024, 16 * MiB));
+    check_common(t, plan_memory(t, 1024, 16 * MB));
 }
 
 TEST_CASE("ACPI 2n3l3c2t (explicit nodes, non-power-of-two cores)") {
@@ -237,9 +237,9 @@ TEST_CASE("ACPI 2n3l3c2t (explicit nodes, non-power-of-two cores)") {
     CHECK(t.apic_id(12) == 16);
     CHECK(t.node_of_cpu(11) == 0);
     CHECK(t.node_of_cpu(12) == 1);
-    MemoryLayout m = plan_memory(t, 512, 16 * MiB);
+    MemoryLayout m = plan_memory(t, 512, 16 * MB);
     REQUIRE(m.regions.size() == 2);
-    CHECK(m.regions[1].gpa == 384 * MiB);
+    CHECK(m.regions[1].gpa == 384 * MB);
     check_common(t, m);
     auto slit = table_bytes(build_acpi_tables(t, m), "SLIT");
     CHECK(slice(slit, 44, 4) == std::vector<uint8_t>{10, 21, 21, 10});
@@ -250,8 +250,8 @@ TEST_CASE("ACPI 1n14l9c2t (APIC ids above 254: x2APIC entries)") {
     CHECK(t.max_apic_id() == 433);
     CHECK(t.apic_id(127) == 225);       // llc 7, core 0, thread 1: 7<<5 | 0<<1 | 1
     CHECK(t.apic_id(251) == 433);       // llc 13, core 8, thread 1
-    check_common(t, plan_memory(t, 2048, 16 * MiB));
-    AcpiTables a = build_acpi_tables(t, plan_memory(t, 2048, 16 * MiB));
+    check_common(t, plan_memory(t, 2048, 16 * MB));
+    AcpiTables a = build_acpi_tables(t, plan_memory(t, 2048, 16 * MB));
     auto madt = table_bytes(a, "APIC");
     // Count entries by type.
     size_t xapic = 0, x2apic = 0;

@@ -14,46 +14,46 @@ using namespace ktstr::vmm;
 using namespace vmm_test;
 
 namespace {
-constexpr uint64_t MiB = 1 << 20;
+constexpr uint64_t MB = 1 << 20;
 }
 
 TEST_CASE("memory layout: flat below 3 GiB, split around the hole, nodes in order") {
     MemoryLayout m = plan_memory(parse_topology("1n1l1c1t"), 512, 0);
     REQUIRE(m.regions.size() == 1);
     CHECK(m.regions[0].gpa == 0);
-    CHECK(m.regions[0].size == 512 * MiB);
-    CHECK(m.low_end == 512 * MiB);
+    CHECK(m.regions[0].size == 512 * MB);
+    CHECK(m.low_end == 512 * MB);
     CHECK(m.high_end == 0);
 
     // 5 GiB: [0,3G) and [4G,6G).
     m = plan_memory(parse_topology("1n1l1c1t"), 5120, 0);
     REQUIRE(m.regions.size() == 2);
     CHECK(m.regions[0].gpa == 0);
-    CHECK(m.regions[0].size == 3072 * MiB);
+    CHECK(m.regions[0].size == 3072 * MB);
     CHECK(m.regions[1].gpa == 0x100000000ull);
-    CHECK(m.regions[1].size == 2048 * MiB);
-    CHECK(m.regions[1].ram_offset == 3072 * MiB);
+    CHECK(m.regions[1].size == 2048 * MB);
+    CHECK(m.regions[1].ram_offset == 3072 * MB);
     CHECK(m.high_end == 0x180000000ull);
 
     // 2 nodes x 2560 MiB over 5 GiB: node 1 crosses 3 GiB -> two regions.
-    m = plan_memory(parse_topology("2n2l1c1t"), 5120, 16 * MiB);
+    m = plan_memory(parse_topology("2n2l1c1t"), 5120, 16 * MB);
     REQUIRE(m.regions.size() == 3);
     CHECK(m.regions[0].node == 0);
-    CHECK(m.regions[0].size == 2560 * MiB);
+    CHECK(m.regions[0].size == 2560 * MB);
     CHECK(m.regions[1].node == 1);
-    CHECK(m.regions[1].gpa == 2560 * MiB);
-    CHECK(m.regions[1].size == 512 * MiB);
+    CHECK(m.regions[1].gpa == 2560 * MB);
+    CHECK(m.regions[1].size == 512 * MB);
     CHECK(m.regions[2].node == 1);
     CHECK(m.regions[2].gpa == 0x100000000ull);
-    CHECK(m.regions[2].size == 2048 * MiB);
-    CHECK(m.shm_base == 0x180000000ull - 16 * MiB);
+    CHECK(m.regions[2].size == 2048 * MB);
+    CHECK(m.shm_base == 0x180000000ull - 16 * MB);
 
     // Uneven split: 100 MiB over 3 nodes -> 33, 33, 34.
     m = plan_memory(parse_topology("3n3l1c1t"), 100, 0);
     REQUIRE(m.regions.size() == 3);
-    CHECK(m.regions[0].size == 33 * MiB);
-    CHECK(m.regions[2].size == 34 * MiB);
-    CHECK(m.regions[2].gpa == 66 * MiB);
+    CHECK(m.regions[0].size == 33 * MB);
+    CHECK(m.regions[2].size == 34 * MB);
+    CHECK(m.regions[2].gpa == 66 * MB);
 }
 
 TEST_CASE("memory layout errors") {
@@ -61,7 +61,7 @@ TEST_CASE("memory layout errors") {
     CHECK_THROWS_WITH_AS(plan_memory(t, 0, 0), doctest::Contains("0 MiB"), Error);
     CHECK_THROWS_WITH_AS(plan_memory(t, 256, 100), doctest::Contains("multiple of 4 KiB"), Error);
     CHECK_THROWS_WITH_AS(plan_memory(t, 256, 32), doctest::Contains("at least 40"), Error);
-    CHECK_THROWS_WITH_AS(plan_memory(t, 64, 16 * MiB), doctest::Contains("does not fit"), Error);
+    CHECK_THROWS_WITH_AS(plan_memory(t, 64, 16 * MB), doctest::Contains("does not fit"), Error);
     CHECK_THROWS_WITH_AS(plan_memory(parse_topology("4n4l1c1t"), 3, 0), doctest::Contains("without memory"), Error);
 }
 
@@ -82,12 +82,12 @@ TEST_CASE("e820 (vmm.md section 16)") {
     CHECK(e[2] == E820Entry{0x100000000ull, 0x40000000ull, 1});
 
     // The SHM shortens the last RAM range and is listed as reserved.
-    e = e820_table(plan_memory(t, 512, 16 * MiB));
+    e = e820_table(plan_memory(t, 512, 16 * MB));
     REQUIRE(e.size() == 3);
     CHECK(e[1] == E820Entry{0x100000, 0x1FF00000 - 0x1000000, 1});
     CHECK(e[2] == E820Entry{0x1F000000, 0x1000000, 2});
 
-    e = e820_table(plan_memory(t, 5120, 16 * MiB));
+    e = e820_table(plan_memory(t, 5120, 16 * MB));
     REQUIRE(e.size() == 4);
     CHECK(e[2] == E820Entry{0x100000000ull, 0x80000000ull - 0x1000000, 1});
     CHECK(e[3] == E820Entry{0x17F000000ull, 0x1000000, 2});
@@ -183,8 +183,8 @@ std::string fake_elf(uint64_t entry, uint64_t paddr, uint64_t filesz, uint64_t m
 } // namespace
 
 TEST_CASE("bzImage parsing") {
-    KernelImage k = parse_kernel_image(fake_bzimage(), "bz");
-    CHECK(k.kind == KernelImage::Kind::bzimage);
+    BootImage k = parse_boot_image(fake_bzimage(), "bz");
+    CHECK(k.kind == BootImage::Kind::bzimage);
     CHECK(k.entry == 0x100200);
     REQUIRE(k.segments.size() == 1);
     CHECK(k.segments[0].gpa == 0x100000);
@@ -193,41 +193,41 @@ TEST_CASE("bzImage parsing") {
     CHECK(k.setup_header.size() == 0x26C - 0x1F1);
     CHECK(k.end == 0x1000000 + 0x2000000);
     CHECK(k.cmdline_max == 2047);
-    CHECK_THROWS_WITH_AS(parse_kernel_image(fake_bzimage(0x20B), "bz"), doctest::Contains("too old"), Error);
-    CHECK_THROWS_WITH_AS(parse_kernel_image(fake_bzimage(0x20F, 0), "bz"), doctest::Contains("LOADED_HIGH"), Error);
-    CHECK_THROWS_WITH_AS(parse_kernel_image(fake_bzimage(0x20F, 1, 0), "bz"), doctest::Contains("64-bit"), Error);
-    CHECK_THROWS_WITH_AS(parse_kernel_image(std::string(0x3000, 'x'), "junk"), doctest::Contains("junk: not a kernel"),
+    CHECK_THROWS_WITH_AS(parse_boot_image(fake_bzimage(0x20B), "bz"), doctest::Contains("too old"), Error);
+    CHECK_THROWS_WITH_AS(parse_boot_image(fake_bzimage(0x20F, 0), "bz"), doctest::Contains("LOADED_HIGH"), Error);
+    CHECK_THROWS_WITH_AS(parse_boot_image(fake_bzimage(0x20F, 1, 0), "bz"), doctest::Contains("64-bit"), Error);
+    CHECK_THROWS_WITH_AS(parse_boot_image(std::string(0x3000, 'x'), "junk"), doctest::Contains("junk: not a kernel"),
                          Error);
 }
 
 TEST_CASE("ELF parsing") {
-    KernelImage k = parse_kernel_image(fake_elf(0x1000000, 0x1000000, 0x100, 0x3000), "vmlinux");
-    CHECK(k.kind == KernelImage::Kind::elf);
+    BootImage k = parse_boot_image(fake_elf(0x1000000, 0x1000000, 0x100, 0x3000), "vmlinux");
+    CHECK(k.kind == BootImage::Kind::elf);
     CHECK(k.entry == 0x1000000);
     REQUIRE(k.segments.size() == 1);
     CHECK(k.segments[0].file_offset == 0x1000);
     CHECK(k.segments[0].mem_size == 0x3000);
     CHECK(k.end == 0x1003000);
     // A virtual entry point is turned into the physical one.
-    CHECK(parse_kernel_image(fake_elf(0xFFFFFFFF81000000ull, 0x1000000, 0x10, 0x10), "v").entry == 0x1000000);
-    CHECK_THROWS_WITH_AS(parse_kernel_image(fake_elf(0x5000, 0x1000000, 0x10, 0x10), "v"),
+    CHECK(parse_boot_image(fake_elf(0xFFFFFFFF81000000ull, 0x1000000, 0x10, 0x10), "v").entry == 0x1000000);
+    CHECK_THROWS_WITH_AS(parse_boot_image(fake_elf(0x5000, 0x1000000, 0x10, 0x10), "v"),
                          doctest::Contains("not inside a loaded segment"), Error);
-    CHECK_THROWS_WITH_AS(parse_kernel_image(fake_elf(0x1000000, 0x1000000, 0x10, 0x8), "v"),
+    CHECK_THROWS_WITH_AS(parse_boot_image(fake_elf(0x1000000, 0x1000000, 0x10, 0x8), "v"),
                          doctest::Contains("p_memsz < p_filesz"), Error);
 }
 
 TEST_CASE("initrd placement") {
     Topology t = parse_topology("1n1l1c1t");
-    KernelImage k = parse_kernel_image(fake_bzimage(), "bz");   // ends at 48 MiB
-    MemoryLayout m = plan_memory(t, 512, 16 * MiB);
-    CHECK(place_initrd(k, m, 10 * MiB) == 0x8000000);
+    BootImage k = parse_boot_image(fake_bzimage(), "bz");   // ends at 48 MiB
+    MemoryLayout m = plan_memory(t, 512, 16 * MB);
+    CHECK(place_initrd(k, m, 10 * MB) == 0x8000000);
     // Too big for 128 MiB..: goes to the top of low usable RAM, page aligned.
-    CHECK(place_initrd(k, m, 400 * MiB + 123) == ((496 * MiB - 400 * MiB - 123) & ~0xFFFull));
-    CHECK_THROWS_WITH_AS(place_initrd(k, m, 480 * MiB), doctest::Contains("does not fit"), Error);
+    CHECK(place_initrd(k, m, 400 * MB + 123) == ((496 * MB - 400 * MB - 123) & ~0xFFFull));
+    CHECK_THROWS_WITH_AS(place_initrd(k, m, 480 * MB), doctest::Contains("does not fit"), Error);
 }
 
 TEST_CASE("zero page (boot_params)") {
-    KernelImage k = parse_kernel_image(fake_bzimage(), "bz");
+    BootImage k = parse_boot_image(fake_bzimage(), "bz");
     BootParamsInput in;
     in.kernel = &k;
     in.cmdline_len = 42;
@@ -262,7 +262,7 @@ TEST_CASE("zero page (boot_params)") {
     for (size_t i = 0x2F8; i < 4096; ++i) CHECK(bp[i] == 0);
 
     // ELF boot: no setup header in the image; we state protocol 2.15.
-    KernelImage e = parse_kernel_image(fake_elf(0x1000000, 0x1000000, 0x10, 0x10), "v");
+    BootImage e = parse_boot_image(fake_elf(0x1000000, 0x1000000, 0x10, 0x10), "v");
     in.kernel = &e;
     bp = build_boot_params(in);
     CHECK(u16(bp, 0x206) == 0x20F);

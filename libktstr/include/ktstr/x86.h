@@ -91,7 +91,7 @@ struct ImageSegment {
     uint64_t file_offset = 0, file_size = 0;
     uint64_t mem_size = 0;        // >= file_size; the rest is zeroed
 };
-struct KernelImage {
+struct BootImage {
     enum class Kind { bzimage, elf } kind = Kind::elf;
     std::string path;
     std::string data;             // the file, or its first bytes (headers) when loaded from disk
@@ -108,19 +108,19 @@ struct KernelImage {
 // path and the check that failed (not a kernel, protocol < 2.12, no 64-bit
 // entry, ELF not x86_64 / not ELF64, no PT_LOAD).
 // file_size 0: data is the whole file.
-KernelImage parse_kernel_image(std::string data, const std::string &path, uint64_t file_size = 0);
+BootImage parse_boot_image(std::string data, const std::string &path, uint64_t file_size = 0);
 // Reads only the headers; segments come later through read_segment().
-KernelImage load_kernel_image(const std::string &path);
+BootImage load_boot_image(const std::string &path);
 // Copy one segment's file bytes to dst and zero the rest of mem_size.
-void read_segment(const KernelImage &k, const ImageSegment &s, uint8_t *dst);
+void read_segment(const BootImage &k, const ImageSegment &s, uint8_t *dst);
 
 // Where the initrd goes: INITRD_GPA if it fits above the kernel in low RAM,
 // else page-aligned at the top of low usable RAM.  Throws Error(usage).
-uint64_t place_initrd(const KernelImage &k, const MemoryLayout &m, uint64_t initrd_size);
+uint64_t place_initrd(const BootImage &k, const MemoryLayout &m, uint64_t initrd_size);
 
 // ---- zero page ---------------------------------------------------------------
 struct BootParamsInput {
-    const KernelImage *kernel = nullptr;
+    const BootImage *kernel = nullptr;
     uint32_t cmdline_len = 0;           // without the NUL
     uint64_t initrd_gpa = 0, initrd_size = 0;
     std::vector<E820Entry> e820;
