@@ -1,6 +1,11 @@
-// libktstr/vmm: the KVM machine: guest RAM, VM and vCPU setup, one thread per
-// vCPU, port I/O dispatch (16550 x2, i8042), exits, host quirks, teardown
-// (vmm.md sections 1, 3, 6, 8, 9).
+// libktstr/vmm: the KVM accelerator, run_kvm(): guest RAM, VM and vCPU setup,
+// one thread per vCPU, port I/O dispatch (16550 x2, i8042), exits, host
+// quirks, teardown (vmm.md sections 1, 3, 6, 8, 9).
+//
+// Threads: each vCPU thread runs KVM_RUN and handles its exits; the thread
+// that called run_kvm() is the watchdog and the only one that talks to the
+// Observer (console/COM2 bytes are queued by the vCPU threads and handed over
+// from here), as vmm.h requires.
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -11,6 +16,7 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -21,33 +27,16 @@
 
 #include "ktstr/kvm.h"
 #include "ktstr/serial.h"
+#include "ktstr/vmm.h"
 
 namespace ktstr::vmm {
 
-// ---- guest RAM ---------------------------------------------------------------
-
-GuestRam::GuestRam(const MemoryLayout &layout) : layout_(layout) {
-    int fd = memfd_create("ktstr-guest-ram", MFD_CLOEXEC);
-    if (fd < 0) fail_errno(ErrorKind::environment, "memfd_create for guest RAM");
-    fd_.reset(fd);
-    if (ftruncate(fd, off_t(layout.mem_size)) < 0)
-        fail_errno(ErrorKind::environment, cat("ftruncate guest RAM memfd to ", layout.mem_size >> 20, " MiB"));
-    map_ = Mapping::map_fd(fd, layout.mem_size, PROT_READ | PROT_WRITE, 0);
-    // Guest RAM is touched sparsely; let THP back it where the host allows.
-    madvise(map_.data(), map_.size(), MADV_HUGEPAGE);
-}
-
-uint8_t *GuestRam::at(uint64_t gpa, uint64_t len) const {
-    for (auto &r : layout_.regions)
-        if (gpa >= r.gpa && len <= r.size && gpa - r.gpa <= r.size - len) return map_.data() + r.ram_offset + (gpa - r.gpa);
-    return nullptr;
-}
-
-void GuestRam::write(uint64_t gpa, const void *data, size_t len, const char *what) {
-    uint8_t *p = at(gpa, len);
-    if (!p)
-        fail(ErrorKind::usage, what, " (", len, " bytes at 0x", std::hex, gpa, ") does not fit in guest RAM");
-    std::memcpy(p, data, len);
+MemoryPlan kvm_memory_plan(const MemoryLayout &m) {
+    MemoryPlan p;
+    p.fd_sizes = {m.mem_size};
+    for (auto &r : m.regions) p.regions.push_back(RamRegion{r.gpa, r.size, 0, r.ram_offset, r.node});
+    if (m.shm_size) p.shm = ShmRegion{m.shm_base, m.shm_size};
+    return p;
 }
 
 void validate_kvm_topology(const Topology &t) {
@@ -56,32 +45,6 @@ void validate_kvm_topology(const Topology &t) {
         fail(ErrorKind::usage, "topology ", t.to_string(), ": highest APIC id ", t.max_apic_id(),
              " exceeds 254, the limit of the in-kernel xAPIC irqchip this VMM uses (x2APIC/split irqchip is "
              "not implemented); use fewer LLCs/cores, or --accel tcg");
-}
-
-ojson kvm_layout_json(const GuestRam &ram, const KvmMachineConfig &cfg, const std::string &cmdline,
-                      const std::vector<uint32_t> &vcpu_ids, const std::vector<int> &vcpu_tids) {
-    ojson d = make_doc("layout", 1);
-    const MemoryLayout &m = ram.layout();
-    d["arch"] = "x86_64";
-    d["accel"] = "kvm";
-    ojson regions = ojson::array();
-    for (auto &r : m.regions)
-        regions.push_back({{"gpa", r.gpa}, {"size", r.size}, {"fd_index", 0}, {"fd_offset", r.ram_offset}, {"node", r.node}});
-    d["regions"] = regions;
-    d["mem_size"] = m.mem_size;
-    d["num_cpus"] = cfg.topology.total_cpus();
-    d["vcpu_ids"] = vcpu_ids;
-    d["vmm_pid"] = getpid();
-    if (vcpu_tids.empty()) d["vcpu_tids"] = nullptr;
-    else d["vcpu_tids"] = vcpu_tids;
-    d["run_start_mono_ns"] = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                          Clock::now().time_since_epoch()).count());
-    d["kernel"] = cfg.kernel;
-    d["vmlinux"] = ends_with(cfg.kernel, "vmlinux") ? ojson(cfg.kernel) : ojson(nullptr);
-    if (m.shm_size) d["shm"] = {{"base_pa", m.shm_base}, {"size", m.shm_size}};
-    else d["shm"] = nullptr;
-    d["cmdline"] = cmdline;
-    return d;
 }
 
 namespace {
@@ -103,82 +66,97 @@ struct Tail {
 constexpr const char *PANIC_TEXT = "Kernel panic - not syncing";
 constexpr const char *POWER_OFF_TEXTS[] = {"reboot: Power down", "reboot: System halted"};
 
+struct QuirkUse {
+    std::string name;      // "cmdline_noxsave", "emulate_clac", "msr_efer_write", ...
+    std::string detail;
+    uint64_t count = 0;
+};
+
 class Machine {
 public:
-    explicit Machine(const KvmMachineConfig &cfg) : cfg_(cfg), t0_(Clock::now()) {}
-    KvmRunResult run();
+    Machine(const VmConfig &cfg, Observer &observer, StopSource &stop)
+        : cfg_(cfg), topo_(cfg.topology), observer_(observer), stop_source_(stop), t0_(Clock::now()) {}
+    ExitResult run();
 
 private:
     // setup
     void build_vm();
     void load_guest();
     void setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu);
-    // run
+    // run (vCPU threads)
     void vcpu_thread(size_t index);
     void handle_io(const KvmVcpu &vcpu, kvm_run *run);
     bool handle_internal_error(const KvmVcpu &vcpu, kvm_run *run, std::string &detail);
     void handle_msr(const KvmVcpu &vcpu, kvm_run *run);
-    void finish(const std::string &reason, const std::string &detail, int vcpu);
+    void finish(ExitReason reason, const std::string &detail, int vcpu);
     void kick_all();
     void console_bytes(const char *p, size_t n);
     void com2_bytes(const char *p, size_t n);
     void quirk_used(const std::string &name, const std::string &detail);
-    void event(ojson e) {
-        if (cfg_.on_event) cfg_.on_event(e);
-    }
+    // run (this thread)
+    void deliver_output();
+    ojson quirks_json();
 
-    const KvmMachineConfig &cfg_;
+    const VmConfig &cfg_;
+    const Topology &topo_;
+    Observer &observer_;
+    StopSource &stop_source_;
     Clock::time_point t0_;
     HostQuirks quirks_;
     std::unique_ptr<Kvm> kvm_;
     std::unique_ptr<KvmVm> vm_;
-    std::unique_ptr<GuestRam> ram_;
+    MemoryLayout mem_;
+    GuestRam ram_;
+    Layout layout_;
     std::vector<KvmVcpu> vcpus_;
     std::vector<kvm_cpuid_entry2> supported_cpuid_;
     bool cpuid_refused_ = false;
     BootImage kernel_;
     std::string cmdline_;
-    unique_fd irq_com1_, irq_com2_;
+    unique_fd irq_com1_, irq_com2_, wake_;
     std::unique_ptr<Uart16550> com1_, com2_;
 
     // run state
     std::vector<pthread_t> threads_;
     std::vector<std::atomic<bool>> thread_started_;
-    std::vector<int> tids_;
+    std::vector<pid_t> tids_;
     std::atomic<bool> stop_{false};
-    std::mutex mu_;                 // result, quirks, console state
-    std::condition_variable cv_;
-    KvmRunResult result_;
+    std::mutex mu_;                 // everything below
+    bool ended_ = false;
+    ExitReason reason_ = ExitReason::error;
+    std::string detail_;
+    int end_vcpu_ = -1;
+    std::vector<QuirkUse> quirks_used_;
+    std::string pending_console_, pending_com2_;   // for the Observer, from this thread
     std::atomic<double> first_exit_s_{-1};
     Tail console_tail_{{}, 4096};
     std::string console_line_;
-    std::vector<bool> stop_text_seen_;
 };
 
 void Machine::quirk_used(const std::string &name, const std::string &detail) {
     bool first = false;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        auto it = std::find_if(result_.quirks.begin(), result_.quirks.end(), [&](auto &q) { return q.name == name; });
-        if (it == result_.quirks.end()) {
-            result_.quirks.push_back({name, detail, 1});
+        auto it = std::find_if(quirks_used_.begin(), quirks_used_.end(), [&](auto &q) { return q.name == name; });
+        if (it == quirks_used_.end()) {
+            quirks_used_.push_back({name, detail, 1});
             first = true;
         } else {
             ++it->count;
         }
     }
-    if (first) {
-        log::warn("host quirk: ", name, ": ", detail);
-        ojson e;
-        e["event"] = "host_quirk";
-        e["quirk"] = name;
-        e["detail"] = detail;
-        event(e);
-    }
+    if (first) log::warn("host quirk: ", name, ": ", detail);
+}
+
+ojson Machine::quirks_json() {
+    std::lock_guard<std::mutex> lk(mu_);
+    ojson arr = ojson::array();
+    for (auto &q : quirks_used_) arr.push_back({{"name", q.name}, {"count", q.count}, {"detail", q.detail}});
+    return arr;
 }
 
 void Machine::build_vm() {
-    const Topology &t = cfg_.topology;
+    const Topology &t = topo_;
     kvm_ = std::make_unique<Kvm>();
     const Kvm &kvm = *kvm_;
     struct Cap { long cap; const char *name; };
@@ -228,12 +206,14 @@ void Machine::build_vm() {
     }
 
     // Memory: one slot per region.
-    for (size_t i = 0; i < ram_->layout().regions.size(); ++i) {
-        const MemRegion &r = ram_->layout().regions[i];
-        vm.set_memory_region(uint32_t(i), r.gpa, r.size, ram_->base() + r.ram_offset);
+    for (size_t i = 0; i < mem_.regions.size(); ++i) {
+        const MemRegion &r = mem_.regions[i];
+        vm.set_memory_region(uint32_t(i), r.gpa, r.size, ram_.host(r.gpa, r.size));
     }
 
     // Serial interrupts: an eventfd per UART, bound to its GSI.
+    wake_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_) fail_errno(ErrorKind::environment, "eventfd");
     auto irqfd = [&](uint32_t gsi) {
         unique_fd fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!fd) fail_errno(ErrorKind::environment, "eventfd");
@@ -277,7 +257,7 @@ void Machine::build_vm() {
 
 void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
     const bool bsp = cpu == 0;
-    std::vector<kvm_cpuid_entry2> entries = cpuid_for_vcpu(supported_cpuid_, cfg_.topology, cpu);
+    std::vector<kvm_cpuid_entry2> entries = cpuid_for_vcpu(supported_cpuid_, topo_, cpu);
     std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
     auto *c = reinterpret_cast<kvm_cpuid2 *>(buf.data());
     c->nent = uint32_t(entries.size());
@@ -289,7 +269,7 @@ void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
         cpuid_refused_ = true;
         quirk_used("cpuid_not_settable",
                    cat("KVM_SET_CPUID2: ", strerror(e), ": the guest sees the host KVM's own CPUID; its topology "
-                       "leaves (0x1, 0x4, 0xB, 0x1F, AMD 0x8000001E) will not describe ", cfg_.topology.to_string(),
+                       "leaves (0x1, 0x4, 0xB, 0x1F, AMD 0x8000001E) will not describe ", topo_.to_string(),
                        " and CPUID masks cannot be applied (ACPI tables still do)"));
     }
 
@@ -364,16 +344,22 @@ void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
 }
 
 void Machine::load_guest() {
-    const MemoryLayout &m = ram_->layout();
+    const MemoryLayout &m = mem_;
+    auto write = [&](uint64_t gpa, const void *data, size_t len, const char *what) {
+        if (!ram_.write(gpa, data, len))
+            fail(ErrorKind::usage, what, " (", len, " bytes at ", hex(gpa), ") does not fit in ", m.mem_size >> 20,
+                 " MiB of guest RAM");
+    };
     for (auto &seg : kernel_.segments) {
-        uint8_t *dst = ram_->at(seg.gpa, seg.mem_size);
+        uint8_t *dst = ram_.host(seg.gpa, seg.mem_size);
         if (!dst)
             fail(ErrorKind::usage, kernel_.path, ": segment at ", hex(seg.gpa), " (", seg.mem_size >> 10,
                  " KiB) does not fit in ", m.mem_size >> 20, " MiB of guest RAM");
         read_segment(kernel_, seg, dst);
     }
     if (kernel_.end > m.low_end)
-        fail(ErrorKind::usage, kernel_.path, ": the kernel needs RAM up to ", kernel_.end >> 20, " MiB; give the guest more memory");
+        fail(ErrorKind::usage, kernel_.path, ": the kernel needs RAM up to ", kernel_.end >> 20,
+             " MiB; give the guest more memory");
 
     uint64_t initrd_gpa = 0, initrd_size = 0;
     if (!cfg_.initrd.empty()) {
@@ -383,23 +369,29 @@ void Machine::load_guest() {
         if (size < 0) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
         initrd_size = uint64_t(size);
         initrd_gpa = place_initrd(kernel_, m, initrd_size);
-        uint8_t *dst = ram_->at(initrd_gpa, initrd_size);
+        uint8_t *dst = ram_.host(initrd_gpa, initrd_size);
         if (!dst) fail(ErrorKind::usage, "initramfs ", cfg_.initrd, " does not fit in guest RAM");
-        if (::pread(fd.get(), dst, initrd_size, 0) != ssize_t(initrd_size))
+        if (initrd_size && ::pread(fd.get(), dst, initrd_size, 0) != ssize_t(initrd_size))
             fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd, ": read"));
     }
 
-    cmdline_ = cfg_.cmdline;
-    auto add_word = [&](const std::string &w) { cmdline_ += (cmdline_.empty() ? "" : " ") + w; };
-    if (m.shm_size) add_word(cat("KTSTR_SHM_BASE=", hex(m.shm_base), " KTSTR_SHM_SIZE=", hex(m.shm_size)));
+    CmdlineOptions co;
+    co.accel = Accel::kvm;
+    co.kaslr = cfg_.kaslr;
+    co.verbose = cfg_.kernel_verbose;
+    co.has_initrd = !cfg_.initrd.empty();
+    if (m.shm_size) co.shm = ShmRegion{m.shm_base, m.shm_size};
+    for (auto &n : topo_.nodes) co.has_memory_only_node |= n.llcs == 0;
+    co.extra = cfg_.cmdline_extra;
     if (quirks_.noxsave) {
-        add_word("noxsave");
+        co.extra.push_back("noxsave");
         quirk_used("cmdline_noxsave", "\"noxsave\" added to the kernel command line (the emulator refuses xrstor)");
     }
+    cmdline_ = build_cmdline(co);
     if (cmdline_.size() > kernel_.cmdline_max)
         fail(ErrorKind::usage, "kernel command line is ", cmdline_.size(), " bytes; ", kernel_.path, " accepts at most ",
              kernel_.cmdline_max, " (cmdline_size of the image / COMMAND_LINE_SIZE)");
-    ram_->write(CMDLINE_GPA, cmdline_.c_str(), cmdline_.size() + 1, "kernel command line");
+    write(CMDLINE_GPA, cmdline_.c_str(), cmdline_.size() + 1, "kernel command line");
 
     BootParamsInput in;
     in.kernel = &kernel_;
@@ -408,42 +400,35 @@ void Machine::load_guest() {
     in.initrd_size = initrd_size;
     in.e820 = e820_table(m);
     auto bp = build_boot_params(in);
-    ram_->write(ZERO_PAGE_GPA, bp.data(), bp.size(), "boot_params");
+    write(ZERO_PAGE_GPA, bp.data(), bp.size(), "boot_params");
 
     auto gdt = boot_gdt();
-    ram_->write(GDT_GPA, gdt.data(), sizeof gdt, "GDT");
+    write(GDT_GPA, gdt.data(), sizeof gdt, "GDT");
     uint64_t idt = 0;
-    ram_->write(IDT_GPA, &idt, sizeof idt, "IDT");
+    write(IDT_GPA, &idt, sizeof idt, "IDT");
     auto pt = identity_page_tables();
-    ram_->write(PML4_GPA, pt.data(), pt.size(), "page tables");
-    AcpiTables acpi = build_acpi_tables(cfg_.topology, m);
-    ram_->write(ACPI_GPA, acpi.bytes.data(), acpi.bytes.size(), "ACPI tables");
-    auto mp = build_mptable(cfg_.topology);
-    if (!mp.empty()) ram_->write(MPTABLE_GPA, mp.data(), mp.size(), "MP table");
-
-    // Shared region header (vmm.md section 10): magic, version, capacity.
-    if (m.shm_size) {
-        uint8_t hdr[40] = {};
-        uint32_t magic = 0x53544D52, version = 1, capacity = uint32_t(std::min<uint64_t>(m.shm_size - 40, 0xFFFFFFFFu));
-        std::memcpy(hdr, &magic, 4);
-        std::memcpy(hdr + 4, &version, 4);
-        std::memcpy(hdr + 8, &capacity, 4);
-        ram_->write(m.shm_base, hdr, sizeof hdr, "shared region header");
-    }
+    write(PML4_GPA, pt.data(), pt.size(), "page tables");
+    AcpiTables acpi = build_acpi_tables(topo_, m);
+    write(ACPI_GPA, acpi.bytes.data(), acpi.bytes.size(), "ACPI tables");
+    auto mp = build_mptable(topo_);
+    if (!mp.empty()) write(MPTABLE_GPA, mp.data(), mp.size(), "MP table");
 }
 
 // ---- run ---------------------------------------------------------------------------
 
-void Machine::finish(const std::string &reason, const std::string &detail, int vcpu) {
+void Machine::finish(ExitReason reason, const std::string &detail, int vcpu) {
     {
         std::lock_guard<std::mutex> lk(mu_);
-        if (!result_.reason.empty()) return;   // the first end wins
-        result_.reason = reason;
-        result_.detail = detail;
-        result_.vcpu = vcpu;
+        if (ended_) return;   // the first end wins
+        ended_ = true;
+        reason_ = reason;
+        detail_ = detail;
+        end_vcpu_ = vcpu;
         stop_.store(true, std::memory_order_release);
     }
-    cv_.notify_all();
+    uint64_t one = 1;
+    ssize_t r = ::write(wake_.get(), &one, sizeof one);
+    (void)r;
     kick_all();
 }
 
@@ -456,42 +441,44 @@ void Machine::kick_all() {
 }
 
 void Machine::console_bytes(const char *p, size_t n) {
-    if (cfg_.on_console) cfg_.on_console(p, n);
-    std::string ended;   // reason to end, decided under the lock, acted on outside it
+    bool panic = false;
     std::string detail;
     {
         std::lock_guard<std::mutex> lk(mu_);
+        pending_console_.append(p, n);
         console_tail_.append(p, n);
         for (size_t i = 0; i < n; ++i) {
             if (p[i] != '\n') {
                 if (console_line_.size() < 4096) console_line_.push_back(p[i]);
                 continue;
             }
-            const std::string &line = console_line_;
-            if (line.find(PANIC_TEXT) != std::string::npos) {
-                ended = "panic";
-                detail = std::string(trim(line));
+            if (!panic && console_line_.find(PANIC_TEXT) != std::string::npos) {
+                panic = true;
+                detail = std::string(trim(console_line_));
             }
             for (const char *t : POWER_OFF_TEXTS)
-                if (line.find(t) != std::string::npos) ended = "shutdown", detail = t;
-            if (!cfg_.stop_texts.empty()) {
-                bool all = true;
-                for (size_t k = 0; k < cfg_.stop_texts.size(); ++k) {
-                    if (line.find(cfg_.stop_texts[k]) != std::string::npos) stop_text_seen_[k] = true;
-                    all = all && stop_text_seen_[k];
-                }
-                if (all && ended.empty()) ended = "stop_text", detail = "every --stop-on text appeared on the console";
-            }
+                if (console_line_.find(t) != std::string::npos) detail = t;
             console_line_.clear();
         }
     }
-    if (!ended.empty()) finish(ended, detail, -1);
+    if (panic) finish(ExitReason::panic, detail, -1);
+    else if (!detail.empty()) finish(ExitReason::shutdown, cat("guest printed \"", detail, "\""), -1);
 }
 
 void Machine::com2_bytes(const char *p, size_t n) {
-    if (cfg_.on_com2) cfg_.on_com2(p, n);
     std::lock_guard<std::mutex> lk(mu_);
-    if (result_.com2.size() < (1u << 20)) result_.com2.append(p, n);
+    if (pending_com2_.size() < (8u << 20)) pending_com2_.append(p, n);
+}
+
+void Machine::deliver_output() {
+    std::string console, com2;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        console.swap(pending_console_);
+        com2.swap(pending_com2_);
+    }
+    if (!console.empty()) observer_.on_console(console);
+    if (!com2.empty()) observer_.on_com2(com2);
 }
 
 void Machine::handle_io(const KvmVcpu &, kvm_run *run) {
@@ -512,7 +499,7 @@ void Machine::handle_io(const KvmVcpu &, kvm_run *run) {
                 else v = uart->read(off);
             } else if (port == I8042_DATA_PORT || port == I8042_COMMAND_PORT) {
                 if (!out) v = 0;
-                else if (i8042_is_reset(port, v)) finish("reboot", "i8042 reset (OUT 0x64 <- 0xFE)", -1);
+                else if (i8042_is_reset(port, v)) finish(ExitReason::reboot, "i8042 reset (OUT 0x64 <- 0xFE)", -1);
             } else if (!out) {
                 v = 0xFF;   // nothing here (COM3/COM4 probes fail)
             }
@@ -525,14 +512,10 @@ bool Machine::handle_internal_error(const KvmVcpu &vcpu, kvm_run *run, std::stri
     kvm_sregs sregs = vcpu.get_sregs();
     GuestMemoryAccess mem;
     mem.read = [this](uint64_t gpa, void *buf, size_t len) {
-        uint8_t *p = ram_->at(gpa, len);
-        if (p) std::memcpy(buf, p, len);
-        return p != nullptr;
+        return ram_.read(gpa, buf, len);
     };
     mem.write = [this](uint64_t gpa, const void *buf, size_t len) {
-        uint8_t *p = ram_->at(gpa, len);
-        if (p) std::memcpy(p, buf, len);
-        return p != nullptr;
+        return ram_.write(gpa, buf, len);
     };
     // Fetch up to 15 bytes at CS:RIP through the guest's page tables.
     uint8_t code[15] = {};
@@ -600,7 +583,7 @@ void Machine::vcpu_thread(size_t index) {
     const KvmVcpu &vcpu = vcpus_[index];
     kvm_run *run = vcpu.run();
     const int apic = int(vcpu.id());
-    tids_[index] = int(syscall(SYS_gettid));
+    tids_[index] = pid_t(syscall(SYS_gettid));
     char name[16];
     snprintf(name, sizeof name, "vcpu%d", apic);
     pthread_setname_np(pthread_self(), name);
@@ -619,145 +602,157 @@ void Machine::vcpu_thread(size_t index) {
                 break;
             case KVM_EXIT_HLT:
                 // Only without an in-kernel LAPIC; treat as the vCPU being done.
-                finish("halt", cat("vCPU ", apic, " executed HLT"), apic);
+                finish(ExitReason::error, cat("vCPU ", apic, " executed HLT without an in-kernel LAPIC"), apic);
                 break;
             case KVM_EXIT_INTR: break;
             case KVM_EXIT_X86_RDMSR:
             case KVM_EXIT_X86_WRMSR: handle_msr(vcpu, run); break;
             case KVM_EXIT_SHUTDOWN: {
                 kvm_regs r = vcpu.get_regs();
-                finish("triple_fault", cat("KVM_EXIT_SHUTDOWN (triple fault) on vCPU ", apic, " at RIP ", hex(r.rip)), apic);
+                finish(ExitReason::triple_fault, cat("KVM_EXIT_SHUTDOWN (triple fault) on vCPU ", apic, " at RIP ", hex(r.rip)), apic);
                 break;
             }
             case KVM_EXIT_SYSTEM_EVENT:
-                if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) finish("shutdown", "KVM system event SHUTDOWN", apic);
-                else if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) finish("reboot", "KVM system event RESET", apic);
-                else if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) finish("panic", "KVM system event CRASH", apic);
-                else finish("error", cat("KVM system event type ", run->system_event.type), apic);
+                if (run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN) finish(ExitReason::shutdown, "KVM system event SHUTDOWN", apic);
+                else if (run->system_event.type == KVM_SYSTEM_EVENT_RESET) finish(ExitReason::reboot, "KVM system event RESET", apic);
+                else if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH) finish(ExitReason::panic, "KVM system event CRASH", apic);
+                else finish(ExitReason::error, cat("KVM system event type ", run->system_event.type), apic);
                 break;
             case KVM_EXIT_INTERNAL_ERROR: {
                 std::string detail;
-                if (!handle_internal_error(vcpu, run, detail)) finish("internal_error", cat("vCPU ", apic, ": ", detail), apic);
+                if (!handle_internal_error(vcpu, run, detail)) finish(ExitReason::error, cat("vCPU ", apic, ": ", detail), apic);
                 break;
             }
             case KVM_EXIT_FAIL_ENTRY:
-                finish("fail_entry",
+                finish(ExitReason::error,
                        cat("KVM_EXIT_FAIL_ENTRY on vCPU ", apic, ", hardware reason ",
                            hex(run->fail_entry.hardware_entry_failure_reason)),
                        apic);
                 break;
             default: {
                 kvm_regs r = vcpu.get_regs();
-                finish("error", cat("unexpected KVM exit reason ", run->exit_reason, " on vCPU ", apic, " at RIP ", hex(r.rip)),
+                finish(ExitReason::error, cat("unexpected KVM exit reason ", run->exit_reason, " on vCPU ", apic, " at RIP ", hex(r.rip)),
                        apic);
             }
             }
         }
     } catch (const std::exception &e) {
-        finish("error", cat("vCPU ", apic, ": ", e.what()), apic);
+        finish(ExitReason::error, cat("vCPU ", apic, ": ", e.what()), apic);
     }
 }
 
-KvmRunResult Machine::run() {
-    const Topology &t = cfg_.topology;
-    validate_kvm_topology(t);
-    stop_text_seen_.assign(cfg_.stop_texts.size(), false);
-    quirks_ = detect_host_quirks(cfg_.quirks);
+ExitResult Machine::run() {
+    const Topology &t = topo_;
+    validate_kvm_topology(t);   // before any KVM call
+    quirks_ = detect_host_quirks(parse_quirk_mode(cfg_.kvm_quirks));
     if (quirks_.emulated) log::warn("host quirk detection: ", quirks_.detection);
     else log::debug("host quirk detection: ", quirks_.detection);
-    {
-        ojson e;
-        e["event"] = "host_quirks";
-        e["emulated_kvm"] = quirks_.emulated;
-        e["detection"] = quirks_.detection;
-        event(e);
-    }
-    kernel_ = load_boot_image(cfg_.kernel);
-    MemoryLayout layout = plan_memory(t, cfg_.memory_mb, cfg_.shm_size);
-    ram_ = std::make_unique<GuestRam>(layout);
+    kernel_ = load_boot_image(cfg_.kvm_elf.empty() ? cfg_.kernel.bzimage : cfg_.kvm_elf);
+    mem_ = plan_memory(t, cfg_.memory_mb, cfg_.shm_size);
+    ram_ = GuestRam::create(kvm_memory_plan(mem_));
+
+    layout_.accel = Accel::kvm;
+    layout_.regions = ram_.regions();
+    layout_.mem_size = mem_.mem_size;
+    layout_.num_cpus = t.total_cpus();
+    for (uint32_t cpu = 0; cpu < t.total_cpus(); ++cpu) layout_.vcpu_ids.push_back(t.apic_id(cpu));
+    layout_.vmm_pid = getpid();
+    layout_.kernel = kernel_.path;
+    layout_.vmlinux = kernel_.kind == BootImage::Kind::elf && cfg_.kvm_elf == cfg_.kernel.vmlinux ? kernel_.path
+                                                                                                 : cfg_.kernel.vmlinux;
+    if (mem_.shm_size) layout_.shm = ShmRegion{mem_.shm_base, mem_.shm_size};
+
     build_vm();
     load_guest();
+    layout_.cmdline = cmdline_;
+    observer_.on_ram_ready(ram_, layout_);
 
-    // Signals: SIGINT/SIGTERM are taken synchronously by this thread (the
-    // watchdog); vCPU threads inherit the block and only see the kick.
-    sigset_t stop_signals, old_mask;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, &old_mask);
     install_kick_handler();
-
     const size_t n = vcpus_.size();
     threads_.assign(n, pthread_t{});
     thread_started_ = std::vector<std::atomic<bool>>(n);
     tids_.assign(n, 0);
     std::vector<std::thread> workers;
+    layout_.run_start_mono_ns = uint64_t(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
     for (size_t i = 0; i < n; ++i) {
         workers.emplace_back([this, i] { vcpu_thread(i); });
         threads_[i] = workers.back().native_handle();
         thread_started_[i].store(true, std::memory_order_release);
     }
-    // Any kick sent before thread_started_ was set is covered by immediate_exit.
-    if (stop_.load()) kick_all();
-
-    {
-        std::vector<uint32_t> ids;
-        for (auto &v : vcpus_) ids.push_back(v.id());
-        // tids are filled by the threads as they start; give them a moment.
-        for (int i = 0; i < 100; ++i) {
-            bool all = std::all_of(tids_.begin(), tids_.end(), [](int x) { return x != 0; });
-            if (all) break;
-            std::this_thread::sleep_for(std::chrono::microseconds(200));
-        }
-        ojson e;
-        e["event"] = "layout";
-        e["layout"] = kvm_layout_json(*ram_, cfg_, cmdline_, ids, tids_);
-        event(e);
+    if (stop_.load()) kick_all();   // a kick before thread_started_ was set
+    for (int i = 0; i < 500; ++i) {  // tids for the layout: the threads set them first thing
+        if (std::all_of(tids_.begin(), tids_.end(), [](pid_t x) { return x != 0; })) break;
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
+    layout_.vcpu_tids = tids_;
 
-    // Watchdog: timeout and signals, 50 ms ticks.
+    ojson boot = boot_event_fields(cfg_, cmdline_);
+    boot["kernel"] = kernel_.path;
+    boot["boot_protocol"] = kernel_.kind == BootImage::Kind::elf ? "elf-entry" : "bzimage-64bit";
+    boot["entry"] = hex(kernel_.entry);
+    boot["shm"] = mem_.shm_size ? ojson{{"base_pa", mem_.shm_base}, {"size", mem_.shm_size}} : ojson(nullptr);
+    boot["emulated_kvm"] = quirks_.emulated;
+    boot["quirk_detection"] = quirks_.detection;
+    boot["host_quirks"] = quirks_json();
+    observer_.on_started(ram_, layout_, boot);
+
+    // Watchdog: stop requests, timeout, output hand-over, observer ticks.
+    Clock::time_point next_tick = Clock::now();
     while (!stop_.load(std::memory_order_acquire)) {
-        struct timespec tick = {0, 50 * 1000 * 1000};
-        int sig = sigtimedwait(&stop_signals, nullptr, &tick);
-        if (sig > 0) {
-            finish("signal", sig == SIGINT ? "SIGINT" : "SIGTERM", -1);
+        pollfd fds[2] = {{stop_source_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+        ::poll(fds, 2, 20);
+        deliver_output();
+        if (auto r = stop_source_.reason()) {
+            std::string why = *r == ExitReason::signal ? cat("signal ", strsignal(stop_source_.signal()))
+                                                        : std::string("stop requested");
+            finish(*r, why, -1);
             break;
         }
         if (cfg_.timeout_s > 0 && seconds_since(t0_) >= cfg_.timeout_s) {
-            finish("timeout", cat("no end after ", cfg_.timeout_s, " s (--timeout)"), -1);
+            finish(ExitReason::timeout, cat("no end after ", cfg_.timeout_s, " s (--timeout)"), -1);
             break;
         }
+        if (Clock::now() >= next_tick) {
+            observer_.on_tick(ram_, stop_source_);
+            next_tick = Clock::now() + std::chrono::milliseconds(int(TICK_INTERVAL_S * 1000));
+        }
     }
 
-    // Teardown: kick until every vCPU thread has left KVM_RUN (at most 5 s each).
+    // Teardown: every vCPU thread leaves KVM_RUN on the kick (immediate_exit + signal).
     kick_all();
-    for (size_t i = 0; i < n; ++i) workers[i].join();
-    pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+    for (auto &w : workers) w.join();
+    deliver_output();
 
-    KvmRunResult r;
+    ExitResult r;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        // Where the guest was when we stopped it: the first thing to look up
-        // (addr2line / System.map) when a boot hangs.
-        if (result_.reason == "timeout" || result_.reason == "signal" || result_.reason == "stop_text") {
-            try {
-                kvm_regs regs = vcpus_[0].get_regs();
-                result_.detail += cat("; BSP at RIP ", hex(regs.rip));
-            } catch (const Error &) {
-            }
-        }
-        r = result_;
+        r.reason = reason_;
+        r.detail = detail_;
         r.console_tail = console_tail_.get();
     }
+    if (r.reason == ExitReason::signal) r.signal = stop_source_.signal();
+    // Where the guest was when we stopped it: the first thing to look up
+    // (addr2line / System.map) when a boot hangs.
+    if (r.reason == ExitReason::timeout || r.reason == ExitReason::signal || r.reason == ExitReason::stopped) {
+        try {
+            r.detail += cat("; BSP at RIP ", hex(vcpus_[0].get_regs().rip));
+        } catch (const Error &) {
+        }
+    }
     r.elapsed_s = seconds_since(t0_);
-    r.first_exit_s = first_exit_s_.load();
+    r.extra["emulated_kvm"] = quirks_.emulated;
+    r.extra["host_quirks"] = quirks_json();
+    r.extra["first_exit_s"] = first_exit_s_.load();
+    if (end_vcpu_ >= 0) r.extra["vcpu"] = end_vcpu_;
+    observer_.on_exit(ram_, r);
     return r;
 }
 
 } // namespace
 
-KvmRunResult kvm_run_machine(const KvmMachineConfig &cfg) {
-    Machine m(cfg);
+ExitResult run_kvm(const VmConfig &cfg, Observer &observer, StopSource &stop) {
+    Machine m(cfg, observer, stop);
     return m.run();
 }
 

@@ -17,6 +17,13 @@ std::string host_cpu_flags() {
 }
 } // namespace
 
+QuirkMode parse_quirk_mode(const std::string &text) {
+    if (text == "auto") return QuirkMode::auto_detect;
+    if (text == "on") return QuirkMode::on;
+    if (text == "off") return QuirkMode::off;
+    fail(ErrorKind::usage, "--kvm-quirks '", text, "': expected auto, on or off");
+}
+
 HostQuirks detect_host_quirks(QuirkMode mode) {
     HostQuirks q;
     if (mode == QuirkMode::off) {

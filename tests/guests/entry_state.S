@@ -62,7 +62,7 @@ _start:
         mov 0x228(%rsi), %eax   /* cmd_line_ptr */
         cmp $0x20000, %eax
         jne fail
-        cmpl $0x54535456, 0x20000 /* "VTST": the test passes a cmdline starting "VTST" */
+        cmpl $0x736e6f63, 0x20000 /* "cons": ktstr-vmm's command line starts "console=ttyS0" */
         jne fail
         lea bad_rsdp(%rip), %rdi
         mov 0x70(%rsi), %rax    /* acpi_rsdp_addr */

@@ -114,93 +114,33 @@ KvmSpeed kvm_speed_probe(double run_ms = 20, double threshold = KVM_HARDWARE_SPE
 
 // ---- the KVM machine ---------------------------------------------------------
 //
-// Guest RAM: one memfd (MAP_SHARED), so that another process (ktstr-monitor)
-// can map the same pages; regions = KVM slots, each at its memfd offset.
-class GuestRam {
-public:
-    explicit GuestRam(const MemoryLayout &layout);
-    const MemoryLayout &layout() const { return layout_; }
-    int memfd() const { return fd_.get(); }
-    uint8_t *base() const { return map_.data(); }
-    // Host pointer for [gpa, gpa+len) if it lies inside one region, else nullptr.
-    uint8_t *at(uint64_t gpa, uint64_t len) const;
-    // Copy into guest RAM; throws Error(usage) naming `what` when out of RAM.
-    void write(uint64_t gpa, const void *data, size_t len, const char *what);
-
-private:
-    MemoryLayout layout_;
-    unique_fd fd_;
-    Mapping map_;
-};
+// run_kvm() (declared in vmm.h, defined in vmm/kvm_machine.cpp) builds and
+// runs a VM from a VmConfig.  What follows is what it shares with tests.
 
 // Host quirks: what this host's KVM cannot do and how we work around it
-// (see ../shared/fixtures/linux-6.12/README.md).  Every workaround that is
-// applied is reported (stderr warning + a "host_quirk" JSON event) and counted.
+// (see ../shared/fixtures/linux-6.12/README.md and README.md "KVM").  Every
+// workaround that is applied is reported (a stderr warning when first used,
+// the "host_quirks" list of the boot and exit events) and counted.
 enum class QuirkMode { auto_detect, on, off };
+QuirkMode parse_quirk_mode(const std::string &text);   // "auto", "on", "off"; Error(usage)
 struct HostQuirks {
     bool emulated = false;          // KVM without hardware virtualization underneath
     std::string detection;          // how we know (or why we think it is hardware)
     bool mask_cx16 = false;         // CPUID.1:ECX.CX16 cleared: no cmpxchg16b in SLUB
     bool noxsave = false;           // "noxsave" on the command line: no xrstor in FPU init
-    bool emulate_refused = false;   // userspace emulation of instructions KVM refuses
+    bool emulate_refused = false;   // userspace handling of what KVM refuses (ioctls, MSRs, instructions)
 };
 // auto: emulated when /dev/kvm works but the host CPU shows neither vmx nor
 // svm (KVM is then software-emulated); `on`/`off` force it.
 HostQuirks detect_host_quirks(QuirkMode mode);
 
-struct QuirkUse {
-    std::string name;      // "cpuid_mask_cx16", "cmdline_noxsave", "emulate_clac", ...
-    std::string detail;
-    uint64_t count = 0;
-};
-
-// What to boot and how.  The kernel is a bzImage (64-bit boot protocol) or an
-// ELF vmlinux / tiny ELF64 guest (its entry point, no decompression).
-struct KvmMachineConfig {
-    Topology topology;
-    uint64_t memory_mb = 256;
-    std::string kernel;             // path
-    std::string initrd;             // path or empty
-    std::string cmdline;            // full kernel command line; SHM + quirk words are appended
-    uint64_t shm_size = 16 << 20;   // 0: no shared region
-    double timeout_s = 60;          // <= 0: none
-    QuirkMode quirks = QuirkMode::auto_detect;
-    // Stop (reason "stop_text") once every one of these strings has appeared
-    // on the console (substring match per line): early-boot tests.
-    std::vector<std::string> stop_texts;
-    // Observers: raw COM1 and COM2 bytes as they arrive (any vCPU thread),
-    // and events ("layout", "host_quirk", "timing") to print as JSON lines.
-    std::function<void(const char *, size_t)> on_console;
-    std::function<void(const char *, size_t)> on_com2;
-    std::function<void(const ojson &)> on_event;
-};
-
-struct KvmRunResult {
-    // shutdown (guest power-off text), reboot (i8042 reset / KVM reset event),
-    // triple_fault, panic, timeout, signal, stop_text, internal_error,
-    // fail_entry, error (a VMM failure; see detail).
-    std::string reason;
-    std::string detail;            // one line: suberror, RIP, instruction bytes, signal name...
-    double elapsed_s = 0;          // from the start of kvm_run_machine
-    double first_exit_s = -1;      // first KVM_RUN return of the BSP
-    std::string console_tail;      // last lines of COM1
-    std::string com2;              // all of COM2 (results channel), capped at 1 MiB
-    std::vector<QuirkUse> quirks;  // workarounds applied, with counts
-    int vcpu = -1;                 // vCPU (APIC id) that ended the run, -1 none
-};
-
 // Reject before any KVM call what this backend cannot build: APIC ids above
 // 254 need the split irqchip, which this VMM does not implement (v1).
 void validate_kvm_topology(const Topology &t);
 
-// The layout JSON (ktstr.layout/1, without fds) the monitor needs.
-ojson kvm_layout_json(const GuestRam &ram, const KvmMachineConfig &cfg, const std::string &cmdline,
-                      const std::vector<uint32_t> &vcpu_ids, const std::vector<int> &vcpu_tids);
-
-// Build the VM, run it until it ends, tear it down.  SIGINT/SIGTERM sent to
-// the process end the run (reason "signal"); the caller's handlers are
-// restored afterwards.  Throws Error for setup failures (bad kernel: input;
-// KVM failures: environment); run-time ends are results, not exceptions.
-KvmRunResult kvm_run_machine(const KvmMachineConfig &cfg);
+// The KVM guest-RAM plan: one memfd, one region (KVM slot) per NUMA node per
+// RAM range, laid out by plan_memory().  Returned as vmm.h's MemoryPlan.
+struct MemoryPlan;
+MemoryPlan kvm_memory_plan(const MemoryLayout &m);
 
 } // namespace ktstr::vmm
