@@ -6,6 +6,9 @@
 
 #include <elf.h>
 
+#include "ktstr/console_watch.h"
+#include "ktstr/kvm.h"
+#include "ktstr/vmm.h"
 #include "ktstr/x86.h"
 #include "vmm_test_util.h"
 
@@ -268,4 +271,43 @@ TEST_CASE("zero page (boot_params)") {
     CHECK(u16(bp, 0x206) == 0x20F);
     CHECK(bp[0x1F1] == 0);
     CHECK(u32(bp, 0x202) == 0x53726448);
+}
+
+TEST_CASE("KVM memory plan: one memfd, regions at their memfd offsets, SHM at the top") {
+    Topology t = parse_topology("2n2l1c1t");
+    MemoryLayout m = plan_memory(t, 5120, 16 * MB);
+    MemoryPlan p = kvm_memory_plan(m);
+    REQUIRE(p.fd_sizes.size() == 1);
+    CHECK(p.fd_sizes[0] == 5120 * MB);
+    REQUIRE(p.regions.size() == 3);
+    CHECK(p.regions[1] == RamRegion{2560 * MB, 512 * MB, 0, 2560 * MB, 1});
+    CHECK(p.regions[2] == RamRegion{0x100000000ull, 2048 * MB, 0, 3072 * MB, 1});
+    REQUIRE(p.shm);
+    CHECK(p.shm->base_pa == 0x180000000ull - 16 * MB);
+    CHECK(p.shm->size == 16 * MB);
+    CHECK_FALSE(kvm_memory_plan(plan_memory(t, 512, 0)).shm);
+}
+
+TEST_CASE("--stop-on: stops once every text appeared in a console line") {
+    ConsoleStopObserver o({"e820", "Allowing 4 present CPUs"});
+    StopSource stop;
+    GuestRam ram;
+    o.on_console("BIOS-e8");
+    o.on_console("20: [mem 0x0-0x9fbff] usable\nCPU topo: Allowing 4 present");
+    o.on_tick(ram, stop);
+    CHECK_FALSE(stop.requested());   // the second text's line is not complete yet
+    o.on_console(" CPUs plus 0 hotplug CPUs\n");
+    CHECK(o.all_seen());
+    o.on_tick(ram, stop);
+    CHECK(stop.requested());
+    CHECK(stop.reason() == ExitReason::stopped);
+    ExitResult r;
+    r.reason = ExitReason::stopped;
+    o.on_exit(ram, r);
+    CHECK(r.guest_exit_code == 0);
+    CHECK(r.detail.find("--stop-on") != std::string::npos);
+    CHECK(r.extra["stop_on"].size() == 2);
+    ConsoleStopObserver none({"never"});
+    none.on_console("something else\n");
+    CHECK_FALSE(none.all_seen());
 }
