@@ -82,7 +82,7 @@ $(HOST_TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(STATIC_LIB)
 # The guest agent runs as PID 1 in an initramfs: static, no host libraries at run time.
 $(GUEST_TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(GUEST_LIB)
 	@mkdir -p $(@D)
-	$(CXX) -static $(filter-out -fsanitize=%,$(LDFLAGS)) -o $@ $< $(GUEST_LIB) -lz -lpthread
+	$(CXX) -static -Wl,--strip-debug $(filter-out -fsanitize=%,$(LDFLAGS)) -o $@ $< $(GUEST_LIB) -lz -lpthread
 
 $(UNIT): $(TEST_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)

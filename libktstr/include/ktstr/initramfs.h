@@ -199,3 +199,37 @@ std::string build_suffix(const std::vector<SuffixFile> &files, Compression c);
 uint64_t hash64(std::string_view data, uint64_t seed = 0);
 
 } // namespace ktstr::initramfs
+
+namespace ktstr::initramfs {
+
+// ---- the guest agent's job image ---------------------------------------------------------
+
+// What the agent (libktstr/guest) should run: the files of the suffix.  kind is the first
+// line of /args ("exec", "shell", "scenario", ...), args the following lines; exec_cmd goes
+// to /exec_cmd; `files` adds anything else a job kind reads (e.g. a scenario JSON).
+struct JobSpec {
+    std::string kind = "exec";
+    std::vector<std::string> args;
+    std::optional<std::string> exec_cmd;
+    std::vector<SuffixFile> files;
+};
+std::vector<SuffixFile> job_suffix_files(const JobSpec &job);
+
+// Base spec for the agent: `agent` as /init (default: the ktstr-guest companion program),
+// /bin/busybox when busybox_path exists, the includes.
+BaseSpec agent_base(const std::vector<Include> &includes, std::string agent = "",
+                    std::string busybox_path = "/bin/busybox");
+
+// Base + suffix, ready to boot: the two archives back to back.
+struct BootImage {
+    Archive base;
+    std::string suffix;
+    size_t size() const { return base.bytes().size() + suffix.size(); }
+    // Write both to `path` (atomically, mode 0644).
+    void write(const std::string &path) const;
+    // Both into one buffer (e.g. to copy into guest memory).
+    std::string join() const;
+};
+BootImage build_boot_image(const BaseSpec &base, const JobSpec &job, const BuildOptions &opt);
+
+} // namespace ktstr::initramfs
