@@ -35,7 +35,9 @@ std::string HostChannel::open(const std::string &cmdline, const std::string &com
         return cat("KTSTR_SHM_BASE 0x", std::hex, loc->base, " is not page-aligned");
     if (loc->size < wire::SHM_HEADER_SIZE || loc->size > (1ull << 32))
         return cat("KTSTR_SHM_SIZE 0x", std::hex, loc->size, " is out of range");
-    mem_fd_.reset(::open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC));
+    // Without O_SYNC: the region is ordinary RAM the kernel was told to leave alone, mapped
+    // write-back (an uncached request conflicts with its memtype and fails with EAGAIN).
+    mem_fd_.reset(::open("/dev/mem", O_RDWR | O_CLOEXEC));
     if (!mem_fd_) return cat("cannot open /dev/mem: ", strerror(errno));
     void *p = ::mmap(nullptr, size_t(loc->size), PROT_READ | PROT_WRITE, MAP_SHARED, mem_fd_.get(),
                      off_t(loc->base));

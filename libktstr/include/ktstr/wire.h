@@ -254,3 +254,45 @@ private:
 };
 
 } // namespace ktstr::wire
+
+namespace ktstr::wire {
+
+// ---- host side of a run ------------------------------------------------------------------
+
+// Everything the host does with what the guest sends, independent of the accelerator: feed
+// it COM2 bytes as they arrive and poll the ring (a mapping of the shared region inside
+// guest RAM) every few ms; it routes job output, guest events and diagnostics to the
+// sinks and keeps the Outcome.  Not thread-safe: call from one thread (or under a lock).
+class HostSession {
+public:
+    struct Sinks {
+        std::function<void(std::string_view)> out;          // job stdout (OUTP)
+        std::function<void(std::string_view)> err;          // job stderr (ERRP)
+        std::function<void(const std::string &json)> event; // EVNT: one JSON object with "event"
+        std::function<void(std::string_view)> diag;         // guest text lines, bad data reports
+    };
+    explicit HostSession(Sinks sinks);
+
+    void on_com2(std::string_view bytes);
+    // Live drain of the ring; shm may be null (no ring).  Returns messages consumed.
+    size_t poll_ring(uint8_t *shm, size_t size);
+    // After the guest stopped: drain the ring and flush the COM2 parser.
+    void finish(uint8_t *shm, size_t size);
+
+    const Outcome &outcome() const { return outcome_; }
+    struct Stats {
+        uint64_t ring_messages = 0, ring_bad_crc = 0, ring_drops = 0, com2_messages = 0,
+                 com2_bad_frames = 0, bad_events = 0, out_bytes = 0, err_bytes = 0;
+        std::string ring_problem;   // last rejection/corruption reason, if any
+    };
+    Stats stats() const;
+
+private:
+    void on_message(const Message &m, bool from_ring);
+    Sinks sinks_;
+    Outcome outcome_;
+    Com2Parser com2_;
+    Stats stats_;
+};
+
+} // namespace ktstr::wire
