@@ -10,6 +10,7 @@
 #include "ktstr/initramfs.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <set>
@@ -142,6 +143,29 @@ Plan plan_base(const BaseSpec &spec, const BuildOptions &opt) {
     }
     return plan;
 }
+
+} // namespace
+
+// Like write_file_atomic, without the fsync: cache entries and boot images are rebuilt
+// when lost, and a 10 MB fsync would cost more than building them.  Readers still never
+// see a partial file (rename), and a failure leaves nothing behind.
+void replace_file(const std::string &path, std::string_view data, mode_t mode) {
+    static std::atomic<unsigned> seq{0};
+    std::string tmp = cat(path, ".tmp-", ::getpid(), '-', seq++);
+    unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
+    if (!fd) fail_errno(ErrorKind::environment, "cannot create " + tmp);
+    try {
+        write_all(fd.get(), data);
+        fd.reset();
+        if (::rename(tmp.c_str(), path.c_str()) != 0)
+            fail_errno(ErrorKind::environment, "cannot rename " + tmp + " to " + path);
+    } catch (...) {
+        ::unlink(tmp.c_str());
+        throw;
+    }
+}
+
+namespace {
 
 std::string cache_subdir(const std::string &cache_dir) { return cache_dir + "/initramfs"; }
 
@@ -332,12 +356,12 @@ Archive build_base(const BaseSpec &spec, const BuildOptions &opt) {
             mkdir_p(dir);
             std::string name = cat("base-", a.key, opt.compression == Compression::lz4 ? ".cpio.lz4" : ".cpio");
             std::string path = dir + "/" + name;
-            if (!stat_signature(path)) write_file_atomic(path, a.owned, 0644);
+            if (!stat_signature(path)) replace_file(path, a.owned, 0644);
             std::string idx = cat(INDEX_MAGIC, "\narchive ", name, "\nuncompressed ",
                                   a.uncompressed_size, "\nentries ", a.entries, "\nkey ", a.key, '\n');
             for (const std::string &in : plan.inputs)
                 idx += cat("file ", stat_signature(in).value_or("-"), ' ', in, '\n');
-            write_file_atomic(index_path, idx, 0644);
+            replace_file(index_path, idx, 0644);
             a.cache_path = path;
             cache_prune(dir);
         } catch (const Error &e) {

@@ -36,7 +36,10 @@ BaseSpec agent_base(const std::vector<Include> &includes, std::string agent,
     return spec;
 }
 
-void BootImage::write(const std::string &path) const { write_file_atomic(path, join(), 0644); }
+void BootImage::write(const std::string &path) const {
+    std::string all = join();
+    replace_file(path, all, 0644);
+}
 
 std::string BootImage::join() const {
     std::string out;

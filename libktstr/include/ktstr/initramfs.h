@@ -195,6 +195,9 @@ struct SuffixFile {
 };
 std::string build_suffix(const std::vector<SuffixFile> &files, Compression c);
 
+// Write via a temporary file and rename(), without fsync (rebuildable files).
+void replace_file(const std::string &path, std::string_view data, mode_t mode = 0644);
+
 // 64-bit non-cryptographic content hash (cache keys).
 uint64_t hash64(std::string_view data, uint64_t seed = 0);
 
@@ -225,7 +228,7 @@ struct BootImage {
     Archive base;
     std::string suffix;
     size_t size() const { return base.bytes().size() + suffix.size(); }
-    // Write both to `path` (atomically, mode 0644).
+    // Write both to `path` (replace_file, mode 0644).
     void write(const std::string &path) const;
     // Both into one buffer (e.g. to copy into guest memory).
     std::string join() const;
