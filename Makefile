@@ -69,6 +69,9 @@ $(BUILD)/obj/%.o: %.S
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) -MMD -MP -c $< -o $@
 
+# -MMD does not see .incbin: the embedded fragment is a dependency by hand.
+$(BUILD)/obj/libktstr/kconfig/embedded.o: kconfig/ktstr.kconfig
+
 $(STATIC_LIB): $(LIB_OBJS)
 	@mkdir -p $(@D)
 	rm -f $@ && ar rcs $@ $^
