@@ -1,0 +1,139 @@
+// ktstr-vmm: boot a kernel with a topology and an initramfs, stream JSON events.
+//
+// The front end only turns options into a VmConfig and composes observers
+// (libktstr/vmm/frontend.cpp) around run_vm(); to add a feature, add a row to
+// options(), read it in config_from() or add an observer in run().
+#include <unistd.h>
+
+#include "ktstr/cli.h"
+#include "ktstr/vmm.h"
+#include "ktstr/vmm_frontend.h"
+
+using namespace ktstr;
+using namespace ktstr::vmm;
+
+namespace {
+
+const std::vector<cli::Option> &options() {
+    static const std::vector<cli::Option> opts = {
+        {"kernel", 'k', "PATH", "bzImage, a directory holding one, or a ktstr.kernel/1 kernel.json (required)"},
+        {"initrd", 'i', "FILE", "initramfs (cpio, optionally compressed) to boot"},
+        {"cmdline", 'c', "WORDS", "extra kernel command-line words, after the defaults", true},
+        {"topology", 't', "TOPO", "NnLlCcTt (e.g. 2n2l2c1t) or a ktstr.topology/1 JSON file (default 1n1l2c1t)"},
+        {"memory-mb", 'm', "MIB", "guest memory in MiB (default 512, or the topology's node sum)"},
+        {"shm-mb", 0, "MIB", "guest<->host shared region in MiB, 0 for none (default 16)"},
+        {"timeout", 0, "SECONDS", "stop the guest after this long, exit 3 (default 60, 0 = never)"},
+        {"accel", 'a', "ACCEL", "kvm, tcg or auto (default auto: KVM only at hardware speed)"},
+        {"console", 0, "FILE", "kernel console (COM1) to FILE instead of stderr ('none' drops it)"},
+        {"com2", 0, "FILE", "raw COM2 (ttyS1) bytes to FILE"},
+        {"monitor-socket", 0, "PATH", "serve the guest-RAM fds and the ktstr.layout/1 JSON on this Unix socket"},
+        {"json-layout", 0, "", "print the layout as a 'layout' event"},
+        {"nokaslr", 0, "", "boot with nokaslr (KASLR stays on by default)"},
+        {"kernel-log", 0, "", "verbose kernel log (earlyprintk, loglevel=7) instead of loglevel=0"},
+        {"qemu", 0, "PATH", "TCG: the qemu-system-x86_64 to run"},
+        {"qemu-machine", 0, "MACHINE", "TCG: QEMU machine (default microvm, pc for NUMA guests)"},
+        {"qemu-arg", 0, "ARG", "TCG: extra QEMU argument, verbatim", true},
+        {"verbose", 'v', "", "debug messages (e.g. the QEMU command line) on stderr"},
+    };
+    return opts;
+}
+
+std::string help_text() {
+    return cat("Usage: ktstr-vmm --kernel PATH [--initrd FILE] [--topology TOPO] [options]\n"
+               "\n"
+               "Boot a Linux kernel in a VM with the requested CPU topology (NUMA nodes, LLCs,\n"
+               "cores, SMT threads) under KVM or QEMU TCG, and stream ktstr.vmm/1 JSON events\n"
+               "(boot, layout, exit, ...) on stdout, one per line.  The kernel console goes to\n"
+               "stderr (or --console FILE).  Guest RAM is shared memory (memfds) that\n"
+               "ktstr-monitor reads through --monitor-socket.\n"
+               "\n"
+               "Options:\n",
+               cli::format_options(options()),
+               "  -h, --help                  this text\n"
+               "      --version               print the version\n"
+               "\n"
+               "Exit status:\n"
+               "  0  the guest powered off cleanly (or reported exit code 0)\n"
+               "  1  the guest reported a failure (non-zero exit code)\n"
+               "  2  usage error or bad input (the message names the file, field or value)\n"
+               "  3  infrastructure failure: timeout, guest crash or reboot without an exit code,\n"
+               "     QEMU/KVM missing or failing, signal\n");
+}
+
+VmConfig config_from(const cli::Args &a) {
+    VmConfig c;
+    c.accel = parse_accel(a.get("accel", "auto"));
+    c.kernel = resolve_kernel(a.get("kernel"));
+    c.initrd = a.get("initrd");
+    for (auto &words : a.all("cmdline"))
+        for (auto &w : split(words, ' ', false)) c.cmdline_extra.push_back(w);
+    c.topology = load_topology(a.get("topology", "1n1l2c1t"));
+    uint64_t explicit_sum = 0;
+    for (auto &n : c.topology.nodes) explicit_sum += n.memory_mb;
+    c.memory_mb = a.get_u64("memory-mb", explicit_sum ? explicit_sum : 512);
+    c.shm_size = a.get_u64("shm-mb", 16) * MiB;
+    c.timeout_s = a.get_double("timeout", 60);
+    c.kaslr = !a.has("nokaslr");
+    c.kernel_verbose = a.has("kernel-log");
+    c.qemu_binary = a.get("qemu");
+    c.qemu_machine = a.get("qemu-machine");
+    c.qemu_extra_args = a.all("qemu-arg");
+    if (!a.positional().empty()) fail(ErrorKind::usage, "unexpected argument '", a.positional()[0], "' (see --help)");
+    validate_config(c);
+    return c;
+}
+
+int run(const std::vector<std::string> &tokens, EventStream &events) {
+    cli::Args a = cli::parse(tokens, options());
+    if (a.has("verbose")) log::set_level(log::Level::debug);
+    VmConfig config = config_from(a);
+
+    AccelChoice choice = choose_accel(config.accel);
+    config.accel = choice.accel;
+    log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
+
+    StopSource stop;
+    auto signal_guard = stop.install_signal_handlers();
+
+    ObserverList observers;
+    BootEventObserver boot(events, a.has("json-layout"), {{"accel_reason", choice.reason}});
+    observers.add(&boot);
+    std::optional<StreamSink> console, com2;
+    std::string console_path = a.get("console", "-");
+    if (console_path == "-") console.emplace(StreamSink::Port::console, STDERR_FILENO);
+    else if (console_path != "none") console.emplace(StreamSink::Port::console, console_path);
+    if (console) observers.add(&*console);
+    if (a.has("com2")) {
+        com2.emplace(StreamSink::Port::com2, a.get("com2"));
+        observers.add(&*com2);
+    }
+    std::optional<MonitorSocketServer> monitor;
+    if (a.has("monitor-socket")) {
+        monitor.emplace(a.get("monitor-socket"));
+        observers.add(&*monitor);
+    }
+
+    ExitResult result = run_vm(config, observers, stop);
+    int code = process_exit_code(result);
+    events.emit(exit_event(result, code));
+    if (code != EXIT_OK) log::error(exit_reason_name(result.reason), ": ", result.detail);
+    return code;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    EventStream events(Clock::now());
+    return cli::tool_main(argc, argv, {"ktstr-vmm", help_text()}, [&](const std::vector<std::string> &args) {
+        try {
+            return run(args, events);
+        } catch (const Error &e) {
+            // Consumers of the stream always see how it ended.
+            ExitResult r;
+            r.reason = ExitReason::error;
+            r.detail = e.what();
+            events.emit(exit_event(r, e.exit_code()));
+            throw;
+        }
+    });
+}
