@@ -33,7 +33,7 @@ const std::string HELP = std::string(
     "      --out DIR              apply: out-of-tree build directory (make O=DIR)\n"
     "      --config FILE          validate: the final .config\n"
     "      --arch ARCH            x86_64 or aarch64 (default: the host's)\n"
-    "      --timeout SECONDS      apply: limit per make invocation (default 1800)\n"
+    "      --timeout SECONDS      apply: limit per make invocation (default 1800; 0: none)\n"
     "  -h, --help                 this text\n"
     "      --version              the version\n"
     "\n") + cli::EXIT_CODES_HELP + "\nSee ktstr-kconfig(1).\n";
@@ -66,6 +66,13 @@ cli::Args parse_verb_args(const std::string &verb, std::vector<std::string> toke
     return a;
 }
 
+// The base and --extra fragments; a name assigned twice within one fragment is worth a warning.
+std::vector<kc::Fragment> fragments_of(const cli::Args &a) {
+    auto frags = kc::load_fragments(a.all("extra"));
+    for (auto &w : kc::requested_config(frags).warnings) log::warn(w);
+    return frags;
+}
+
 kc::Arch arch_of(const cli::Args &a) { return a.has("arch") ? kc::parse_arch(a.get("arch")) : kc::host_arch(); }
 
 std::string basename_of(const std::string &p) {
@@ -93,7 +100,7 @@ int report_validation(const kc::Validation &v, const ojson &doc, bool json) {
 
 int cmd_emit(const std::vector<std::string> &args) {
     auto a = parse_verb_args("emit", args, {"extra", "json"});
-    auto frags = kc::load_fragments(a.all("extra"));
+    auto frags = fragments_of(a);
     std::string text = kc::effective_fragment(frags);
     if (a.has("json")) {
         ojson doc = make_doc("kconfig-emit", 1);
@@ -109,7 +116,7 @@ int cmd_emit(const std::vector<std::string> &args) {
 
 int cmd_hash(const std::vector<std::string> &args) {
     auto a = parse_verb_args("hash", args, {"extra", "json"});
-    auto frags = kc::load_fragments(a.all("extra"));
+    auto frags = fragments_of(a);
     std::string hash = kc::fragment_hash(frags);
     if (a.has("json")) {
         ojson doc = make_doc("kconfig-hash", 1);
@@ -134,7 +141,7 @@ int cmd_apply(const std::vector<std::string> &args) {
     opt.out = a.get("out");
     opt.arch = arch_of(a);
     opt.timeout_seconds = a.get_double("timeout", 1800);
-    opt.fragments = kc::load_fragments(a.all("extra"));
+    opt.fragments = fragments_of(a);
     auto t0 = Clock::now();
     kc::ApplyResult r = kc::apply(opt);
     std::string steps;
@@ -148,7 +155,7 @@ int cmd_validate(const std::vector<std::string> &args) {
     auto a = parse_verb_args("validate", args, {"extra", "json", "tree", "config", "arch"});
     if (!a.has("config")) fail(ErrorKind::usage, "validate: --config FILE is required");
     kc::Arch arch = arch_of(a);
-    auto frags = kc::load_fragments(a.all("extra"));
+    auto frags = fragments_of(a);
     kc::reject_critical_disables(frags);
     kc::Config final_config = kc::parse_file(a.get("config"));
     for (auto &w : final_config.warnings) log::warn(w);

@@ -255,9 +255,18 @@ void KconfigDb::Impl::parse_file(const std::string &rel, const std::vector<std::
         } else if (kw == "source" || kw == "rsource" || kw == "osource" || kw == "orsource") {
             std::string path(trim(rest));
             if (path.size() >= 2 && path.front() == '"' && path.back() == '"') path = path.substr(1, path.size() - 2);
-            if (path.find('$') != std::string::npos || path.find('*') != std::string::npos) continue;
             if (kw == "rsource" || kw == "orsource") path = dir + path;
-            parse_file(path, container_deps());
+            constexpr std::string_view srcarch = "$(SRCARCH)";
+            if (auto at = path.find(srcarch); at != std::string::npos) {
+                // arch/$(SRCARCH)/Kconfig.debug and the like: every architecture's.
+                for (auto &a : arches) {
+                    std::string p = path;
+                    p.replace(at, srcarch.size(), a);
+                    if (p.find('$') == std::string::npos) parse_file(p, container_deps());
+                }
+            } else if (path.find('$') == std::string::npos && path.find('*') == std::string::npos) {
+                parse_file(path, container_deps());
+            }
             cur = nullptr;
             cur_deps = nullptr;
         } else if (kw == "depends") {
@@ -310,9 +319,8 @@ KconfigDb KconfigDb::scan(const std::string &tree) {
         ::closedir(d);
     }
     std::sort(impl->arches.begin(), impl->arches.end());
+    // The top file sources arch/$(SRCARCH)/Kconfig: every architecture's is read.
     impl->parse_file("Kconfig", {});
-    // The top file sources arch/$(SRCARCH)/Kconfig; read every architecture's.
-    for (auto &a : impl->arches) impl->parse_file("arch/" + a + "/Kconfig", {});
     return KconfigDb(std::move(impl));
 }
 

@@ -175,7 +175,7 @@ Config parse(std::string_view text, const std::string &file) {
         }
         if (const Entry *prev = c.find(e.name))
             c.warnings.push_back(cat(file, ":", line_no, ": CONFIG_", e.name, " assigned again (line ", prev->line,
-                                     "); the later value ", display_value(e), " wins"));
+                                     "); the later value (", e.kind == Entry::Kind::tristate ? e.value : display_value(e), ") wins"));
         c.set(std::move(e));
     }
     return c;

@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include <sys/stat.h>
+
 #include "ktstr/kconfig.h"
 
 using namespace ktstr;
@@ -245,15 +247,16 @@ namespace {
 // A miniature kernel tree with the shapes that matter: an arch-only symbol, a
 // select-only bus symbol, if-blocks, help text that looks like keywords, a
 // hidden prompt, and a symbol whose dependency is generic.
-void write_mini_tree(const TempDir &d) {
-    d.write("Makefile", "# top\n");
-    d.write("Kconfig", "mainmenu \"mini\"\nsource \"arch/$(SRCARCH)/Kconfig\"\nsource \"drivers/Kconfig\"\n"
+void write_mini_tree(const TempDir &d, const std::string &at = "") {
+    d.write(at + "Makefile", "# top\n");
+    d.write(at + "Kconfig", "mainmenu \"mini\"\nsource \"arch/$(SRCARCH)/Kconfig\"\nsource \"drivers/Kconfig\"\n"
                        "source \"init/Kconfig\"\n");
-    d.write("arch/x86/Kconfig", "config X86\n\tdef_bool y\n\tselect PCI_BUS\n"
+    d.write(at + "arch/x86/Kconfig", "config X86\n\tdef_bool y\n\tselect PCI_BUS\n"
                                 "config X86_ONLY\n\tbool \"x86 thing\"\n");
-    d.write("arch/arm64/Kconfig", "config ARM64\n\tdef_bool y\n\tselect AMBA_BUS\n"
+    d.write(at + "arch/x86/Kconfig.debug", "config EARLY_CONSOLE\n\tbool \"early\"\n");
+    d.write(at + "arch/arm64/Kconfig", "config ARM64\n\tdef_bool y\n\tselect AMBA_BUS\n"
                                   "config PMU_EVENTS\n\tdef_bool y\n");
-    d.write("drivers/Kconfig", "config AMBA_BUS\n\tbool\n\nif AMBA_BUS\nconfig AMBA_THING\n\tbool \"amba\"\nendif\n"
+    d.write(at + "drivers/Kconfig", "config AMBA_BUS\n\tbool\n\nif AMBA_BUS\nconfig AMBA_THING\n\tbool \"amba\"\nendif\n"
                                "config PCI_BUS\n\tbool\n"
                                "config UART_DT\n\ttristate \"dt uart\"\n\tdepends on SERIAL && OF\n"
                                "\thelp\n\t  depends on NOTHING_REAL\n\t  config FAKE\n\n\t  more help\n"
@@ -264,7 +267,7 @@ void write_mini_tree(const TempDir &d) {
                                "config TEXT_CONSOLE\n\tbool \"text console\" if EXPERT || !X86\n\tdefault y\n"
                                "config WLAN\n\tbool \"wlan\"\n\tselect RADIO\n"
                                "config RADIO\n\tbool \"radio\"\n");
-    d.write("init/Kconfig", "menu \"sched\"\n\tdepends on CORE\nconfig SCX\n\tbool \"scx\"\n\tdepends on BPF_JIT && BTF\n"
+    d.write(at + "init/Kconfig", "osource \"arch/$(SRCARCH)/Kconfig.debug\"\nmenu \"sched\"\n\tdepends on CORE\nconfig SCX\n\tbool \"scx\"\n\tdepends on BPF_JIT && BTF\n"
                             "endmenu\nconfig CORE\n\tdef_bool y\nconfig BPF_JIT\n\tbool \"jit\"\nconfig BTF\n\tbool \"btf\"\n"
                             "\tdepends on PAHOLE_VERSION >= 116\nconfig PAHOLE_VERSION\n\tint\n\tdefault 0\n"
                             "config EXPERT\n\tbool \"expert\"\n");
@@ -281,6 +284,7 @@ TEST_CASE("Kconfig scan: architecture ownership is derived from declarations, de
     CHECK_FALSE(db.declares("FAKE"));   // inside help text
     using V = std::vector<std::string>;
     CHECK(db.only_on("X86_ONLY") == V{"x86"});
+    CHECK(db.only_on("EARLY_CONSOLE") == V{"x86"});   // via osource "arch/$(SRCARCH)/Kconfig.debug"
     CHECK(db.only_on("PMU_EVENTS") == V{"arm64"});
     CHECK(db.only_on("AMBA_BUS") == V{"arm64"});     // no prompt, no default: only where selected
     CHECK(db.only_on("AMBA_THING") == V{"arm64"});   // inside "if AMBA_BUS"
@@ -425,4 +429,93 @@ TEST_CASE("validate with a tree: ownership from Kconfig; predating sched_ext is 
     auto *scx = find_finding(v.critical_lost, "SCHED_CLASS_EXT");
     REQUIRE(scx);
     CHECK(any_contains(scx->causes, "this kernel predates sched_ext"));
+}
+
+// ---- apply (with a stand-in for make: the kconfig steps without a kernel) ----------------------------
+
+namespace {
+
+// A "make" that records its target, writes .config like the real steps would
+// (defconfig: a base config; olddefconfig: keeps the appended text), and fails
+// or hangs on request.
+std::string fake_make(const TempDir &d, const std::string &olddefconfig_action) {
+    d.write("fake-make.sh", "#!/bin/sh\n"
+                            "out=.; tree=.\n"
+                            "while [ $# -gt 0 ]; do case $1 in -C) tree=$2; out=$2; shift;; O=*) out=${1#O=};;\n"
+                            "  defconfig) printf 'CONFIG_BASE=y\\n' > \"$out/.config\";;\n"
+                            "  olddefconfig) " + olddefconfig_action + ";;\n"
+                            "esac; shift; done\n");
+    std::string path = d.path + "/fake-make.sh";
+    ::chmod(path.c_str(), 0755);
+    return path;
+}
+
+kc::ApplyOptions apply_options(const TempDir &d, const std::string &make, const std::string &fragment) {
+    kc::ApplyOptions opt;
+    opt.tree = d.path + "/tree";
+    opt.out = d.path + "/out";
+    opt.make = make;
+    opt.timeout_seconds = 20;
+    opt.fragments = {frag("base", fragment)};
+    return opt;
+}
+
+} // namespace
+
+TEST_CASE("apply: defconfig, append, olddefconfig, validate; a second run changes nothing") {
+    TempDir d;
+    write_mini_tree(d, "tree/");
+    auto opt = apply_options(d, fake_make(d, "true"), "CONFIG_SERIAL=y\n");
+    kc::ApplyResult r = kc::apply(opt);
+    CHECK(r.changed);
+    REQUIRE(r.steps.size() == 2);
+    CHECK(r.steps[0].target == "defconfig");
+    CHECK(r.steps[1].target == "olddefconfig");
+    CHECK(read_file(d.path + "/out/.config") == "CONFIG_BASE=y\nCONFIG_SERIAL=y\n");
+    CHECK_FALSE(r.validation.ok());   // the stand-in config lacks every critical option
+    kc::ApplyResult again = kc::apply(opt);
+    CHECK_FALSE(again.changed);
+    CHECK(again.steps.empty());
+    ojson j = kc::to_json(again, opt);
+    CHECK(j["schema"] == "ktstr.kconfig-apply/1");
+    CHECK(j["validation"]["schema"] == "ktstr.kconfig-validate/1");
+}
+
+TEST_CASE("apply: a failing or hanging make leaves nothing behind") {
+    TempDir d;
+    write_mini_tree(d, "tree/");
+    SUBCASE("failure in a build directory apply created: the directory goes") {
+        auto opt = apply_options(d, fake_make(d, "echo 'conf: boom' >&2; exit 2"), "CONFIG_SERIAL=y\n");
+        try {
+            kc::apply(opt);
+            FAIL("no error");
+        } catch (const Error &e) {
+            CHECK(e.exit_code() == 3);
+            CHECK(contains(e.what(), "make olddefconfig failed (exit 2)"));
+        }
+        CHECK_FALSE(std::filesystem::exists(opt.out));
+    }
+    SUBCASE("timeout in an existing build directory: the old .config comes back") {
+        std::filesystem::create_directories(d.path + "/out");
+        d.write("out/.config", "CONFIG_OLD=y\n");
+        auto opt = apply_options(d, fake_make(d, "sleep 30"), "CONFIG_SERIAL=y\n");
+        opt.timeout_seconds = 0.3;
+        try {
+            kc::apply(opt);
+            FAIL("no error");
+        } catch (const Error &e) {
+            CHECK(e.exit_code() == 3);
+            CHECK(contains(e.what(), "make olddefconfig timed out after 0.3 s"));
+        }
+        CHECK(read_file(d.path + "/out/.config") == "CONFIG_OLD=y\n");
+    }
+    SUBCASE("bad input is refused before anything is created") {
+        auto opt = apply_options(d, fake_make(d, "true"), "CONFIG_SERIAL=y\n");
+        opt.fragments.push_back(frag("off.kconfig", "# CONFIG_BPF_SYSCALL is not set\n"));
+        CHECK(contains(error_of([&] { kc::apply(opt); }), "off.kconfig:1"));
+        opt.fragments.pop_back();
+        opt.tree = d.path + "/no-tree";
+        CHECK(contains(error_of([&] { kc::apply(opt); }), "no-tree: not a directory"));
+        CHECK_FALSE(std::filesystem::exists(opt.out));
+    }
 }
