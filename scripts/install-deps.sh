@@ -1,17 +1,27 @@
 #!/bin/sh
 # Install every Debian package ktstr needs to build, test and run.
 # Idempotent: prints nothing and changes nothing when all are present.
-# Usage: scripts/install-deps.sh [--print]   (--print: list the packages, install nothing)
+# Usage: scripts/install-deps.sh [--e2e] [--print]   (--print: list the packages, install nothing)
+#   --e2e  also the large optional packages only `make e2e` uses (chromium: the HTML report screenshot test)
 set -eu
 
 PACKAGES="
 g++ make pkg-config
 libbpf-dev libelf-dev nlohmann-json3-dev liblz4-dev zlib1g-dev doctest-dev
 qemu-system-x86 busybox-static
-cpio lz4 jq xz-utils
+cpio lz4 jq xz-utils libxml2-utils
 bc bison flex libssl-dev dwarves
 linux-source-6.12
 "
+
+# Optional, for `make e2e` only (chromium is ~300 MB installed).
+E2E_PACKAGES="
+chromium python3
+"
+if [ "${1:-}" = "--e2e" ]; then
+    PACKAGES="$PACKAGES $E2E_PACKAGES"
+    shift
+fi
 
 if [ "${1:-}" = "--print" ]; then
     echo $PACKAGES

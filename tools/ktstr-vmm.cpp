@@ -101,8 +101,8 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     VmConfig config = config_from(a);
 
     AccelChoice choice = choose_accel(config.accel);
+    if (config.accel == Accel::automatic) log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
     config.accel = choice.accel;
-    log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
 
     StopSource stop;
     auto signal_guard = stop.install_signal_handlers();

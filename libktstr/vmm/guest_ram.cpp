@@ -17,7 +17,8 @@ uint64_t MemoryPlan::total() const {
 GuestRam GuestRam::create(const MemoryPlan &plan) {
     GuestRam ram;
     for (size_t i = 0; i < plan.fd_sizes.size(); ++i) {
-        std::string name = cat("ktstr-guest-ram-", i);
+        // The pid makes a run's memfds recognisable in /proc/*/fd (teardown tests).
+        std::string name = cat("ktstr-guest-ram-", ::getpid(), "-", i);
         // No MFD_ALLOW_SEALING: QEMU and the monitor map it shared and writable.
         unique_fd fd(::memfd_create(name.c_str(), MFD_CLOEXEC));
         if (!fd) fail_errno(ErrorKind::environment, "memfd_create for guest RAM");

@@ -96,6 +96,8 @@ std::vector<std::string> qemu_argv(const std::string &binary, const VmConfig &c,
         binary, "-accel", "tcg", "-cpu", "max", "-machine", m,
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-S",   // paused until the layout is published (QMP "cont")
+        // Threads named "CPU N/TCG": the monitor finds vCPU threads by name too.
+        "-name", "ktstr-vmm,debug-threads=on",
         "-m", cat(plan.total() / MiB, "M"),
         "-smp", cat("cpus=", t.total_cpus(), ",sockets=", t.llcs, ",dies=1,cores=", t.cores_per_llc,
                     ",threads=", t.threads_per_core),

@@ -5,21 +5,19 @@
 # siblings, NUMA nodes with their CPUs and memory (zone spans, which include the
 # reserved shared region).  KTSTR_E2E_TIMEOUT (seconds, default 120) bounds each boot.
 source "$(dirname "$0")/lib.sh"
-need_fixture
-need_cmd qemu-system-x86_64
-need_cmd cpio
-[ -x /bin/busybox ] || skip "busybox-static not installed (scripts/install-deps.sh)"
+source "$(dirname "$0")/vmm_tcg.inc"
+vmm_need_tcg
 timeout_s=${KTSTR_E2E_TIMEOUT:-120}
 
 # The trivial init: print what the guest sees, then power off.
-mkdir -p "$TMP/root/bin"
-cp /bin/busybox "$TMP/root/bin/busybox"
-cat >"$TMP/root/init" <<'INIT'
+vmm_busybox_initrd "$TMP/initrd.cpio" "$(cat <<'INIT'
 #!/bin/busybox sh
 B=/bin/busybox
 $B mkdir -p /proc /sys
 $B mount -t proc proc /proc
 $B mount -t sysfs sys /sys
+$B mkdir -p /dev && $B mount -t devtmpfs dev /dev
+echo "KTSTR_COM2_CHECK $(cat /proc/sys/kernel/random/boot_id 2>/dev/null | $B head -c 8)" >/dev/ttyS1
 echo "TOPO uptime=$($B cut -d' ' -f1 /proc/uptime)"
 cd /sys/devices/system/cpu
 for c in $($B ls -d cpu[0-9]* | $B sort -t u -k 2 -n); do
@@ -37,8 +35,7 @@ $B awk '/^Node/ { n = $2; sub(",", "", n) } /spanned/ { s[n] += $2 }
 $B grep -H MemTotal /sys/devices/system/node/node*/meminfo | $B sed 's/^/INFO /'
 $B poweroff -f
 INIT
-chmod 755 "$TMP/root/init"
-(cd "$TMP/root" && find . | cpio -o -H newc --quiet >"$TMP/initrd.cpio")
+)"
 
 # "a-b" (or "a") like the kernel's %*pbl for a contiguous run.
 range() { if [ "$1" = "$2" ]; then echo "$1"; else echo "$1-$2"; fi; }
@@ -67,7 +64,7 @@ check_topology() { # TOPO MEM_MB
     local out="$TMP/$topo.jsonl" con="$TMP/$topo.console"
     local t0=$(date +%s.%N)
     run_rc ktstr-vmm --accel tcg --kernel "$KTSTR_FIXTURES" --initrd "$TMP/initrd.cpio" \
-        --topology "$topo" --memory-mb "$mem" --timeout "$timeout_s" --console "$con" >"$out"
+        --topology "$topo" --memory-mb "$mem" --timeout "$timeout_s" --console "$con" --com2 "$TMP/$topo.com2" >"$out"
     local wall=$(echo "$(date +%s.%N) - $t0" | bc)
     [ "$RC" -eq 0 ] || { tail -n 30 "$con" >&2; cat "$out" >&2; die "$topo: ktstr-vmm exited $RC"; }
     assert_eq shutdown "$(jq -r 'select(.event=="exit") | .reason' "$out")" "$topo: exit reason"
@@ -79,6 +76,8 @@ check_topology() { # TOPO MEM_MB
         diff <(echo "$want") <(echo "$got") >&2 || true
         die "$topo: the guest's topology differs from the request (- wanted, + seen)"
     fi
+    grep -q '^KTSTR_COM2_CHECK' "$TMP/$topo.com2" || die "$topo: the guest's line on /dev/ttyS1 did not reach --com2"
+    echo "ok: $topo: COM2 (ttyS1) reaches --com2"
     echo "ok: $topo: guest topology equals the request ($(echo "$want" | wc -l) lines)"
     tr -d '\r' <"$con" | grep '^INFO ' || true
     printf 'TIME %s boot-to-init %ss (guest uptime), ktstr-vmm wall %.1fs, run_s %s\n' "$topo" \

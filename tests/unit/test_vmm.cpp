@@ -174,6 +174,7 @@ TEST_CASE("QEMU argv: 1n1l2c1t on microvm with one memfd as the machine's RAM") 
     CHECK(values_of(argv, "-append") == std::vector<std::string>{"console=ttyS0"});
     CHECK(std::count(argv.begin(), argv.end(), "-no-reboot") == 1);
     CHECK(std::count(argv.begin(), argv.end(), "-S") == 1);
+    CHECK(values_of(argv, "-name") == std::vector<std::string>{"ktstr-vmm,debug-threads=on"});
 }
 
 TEST_CASE("QEMU argv: 1n2l2c2t makes each LLC a socket") {

@@ -139,7 +139,7 @@ public:
     GuestRam(GuestRam &&) = default;
     GuestRam &operator=(GuestRam &&) = default;
 
-    // memfd_create("ktstr-guest-ram-node<i>") per fd, ftruncate, mmap.
+    // memfd_create("ktstr-guest-ram-<pid>-<i>") per fd, ftruncate, mmap.
     // Throws Error(environment) naming the size on failure.
     static GuestRam create(const MemoryPlan &plan);
 
