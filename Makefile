@@ -47,11 +47,14 @@ TEST_SRCS  := $(sort $(wildcard tests/unit/*.cpp))
 TEST_OBJS  := $(TEST_SRCS:%.cpp=$(BUILD)/obj/%.o)
 UNIT       := $(BUILD)/bin/ktstr-unit
 
+# tests/guests/NAME.S -> $(BUILD)/guests/NAME.elf: tiny KVM test guests (ELF64, tests/guests/guest.ld)
+GUEST_PROGS := $(patsubst tests/guests/%.S,$(BUILD)/guests/%.elf,$(wildcard tests/guests/*.S))
+
 STATIC_LIB := $(BUILD)/lib/libktstr.a
 SHARED_LIB := $(BUILD)/lib/libktstr.so.$(VERSION)
 GUEST_LIB  := $(BUILD)/lib/libktstr-guest.a
 
-.PHONY: all test check e2e bench install uninstall clean deps unit
+.PHONY: all test check e2e bench install uninstall clean deps unit guests
 .DELETE_ON_ERROR:
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(TOOLS) $(BUILD)/lib/ktstr.pc
@@ -105,16 +108,23 @@ $(BUILD)/lib/ktstr.pc: Makefile
 
 unit: $(UNIT)
 
-test: all $(UNIT)
+guests: $(GUEST_PROGS)
+
+$(BUILD)/guests/%.elf: tests/guests/%.S tests/guests/lib.inc tests/guests/guest.ld
+	@mkdir -p $(@D)
+	as --64 -I tests/guests -o $(@:.elf=.o) $<
+	ld -m elf_x86_64 -T tests/guests/guest.ld -nostdlib --build-id=none -o $@ $(@:.elf=.o)
+
+test: all $(UNIT) guests
 	@BUILD=$(BUILD) scripts/run-tests.sh test
 
 check:
 	$(MAKE) BUILD=build-san OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
-e2e: all $(UNIT)
+e2e: all $(UNIT) guests
 	@BUILD=$(BUILD) scripts/run-tests.sh e2e
 
-bench: all
+bench: all guests
 	@BUILD=$(BUILD) scripts/run-bench.sh
 
 deps:

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "ktstr/cli.h"
+#include "ktstr/console_watch.h"
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
 #include "ktstr/vmm_guest.h"
@@ -38,6 +39,10 @@ const std::vector<cli::Option> &options() {
         {"include", 'I', "HOST[:GUEST]", "with --exec: add a file to the guest (default /include-files/NAME, on PATH); ELF files bring their libraries", true},
         {"events", 0, "FILE", "with --exec: write the ktstr.vmm/1 events to FILE (stdout carries the command's output)"},
         {"no-ring", 0, "", "with --exec: the agent reports over COM2 only (tests the fallback)"},
+        {"elf", 0, "FILE", "KVM: boot this ELF64 (the kernel's vmlinux, or a test guest) through its entry point "
+                           "instead of the bzImage; 'vmlinux' = the kernel's own (--kernel optional with a FILE)"},
+        {"kvm-quirks", 0, "MODE", "KVM: host-quirk workarounds auto|on|off (default auto: on when KVM is emulated)"},
+        {"stop-on", 0, "TEXT", "stop the guest (exit 0) once every such text appeared on the console", true},
         {"verbose", 'v', "", "debug messages (e.g. the QEMU command line) on stderr"},
     };
     return opts;
@@ -70,7 +75,17 @@ std::string help_text() {
 VmConfig config_from(const cli::Args &a) {
     VmConfig c;
     c.accel = parse_accel(a.get("accel", "auto"));
-    c.kernel = resolve_kernel(a.get("kernel"));
+    std::string elf = a.get("elf");
+    // A test guest needs no kernel; "--elf vmlinux" means the kernel's own.
+    if (!a.has("kernel") && !elf.empty() && elf != "vmlinux") c.kernel.bzimage = "";
+    else c.kernel = resolve_kernel(a.get("kernel"));
+    if (elf == "vmlinux") {
+        if (c.kernel.vmlinux.empty())
+            fail(ErrorKind::input, "--elf vmlinux: no vmlinux found for --kernel ", a.get("kernel"));
+        elf = c.kernel.vmlinux;
+    }
+    c.kvm_elf = elf;
+    c.kvm_quirks = a.get("kvm-quirks", "auto");
     c.initrd = a.get("initrd");
     for (auto &words : a.all("cmdline"))
         for (auto &w : split(words, ' ', false)) c.cmdline_extra.push_back(w);
@@ -118,6 +133,11 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     if (a.has("com2")) {
         com2.emplace(StreamSink::Port::com2, a.get("com2"));
         observers.add(&*com2);
+    }
+    std::optional<ConsoleStopObserver> stop_on;
+    if (a.has("stop-on")) {
+        stop_on.emplace(a.all("stop-on"));
+        observers.add(&*stop_on);
     }
     std::optional<MonitorSocketServer> monitor;
     if (a.has("monitor-socket")) {

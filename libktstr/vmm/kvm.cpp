@@ -126,6 +126,15 @@ void KvmVcpu::set_sregs(const kvm_sregs &s) const {
     ioctl_or_fail(KVM_SET_SREGS, const_cast<kvm_sregs *>(&s), "KVM_SET_SREGS");
 }
 
+kvm_vcpu_events KvmVcpu::get_events() const {
+    kvm_vcpu_events e{};
+    ioctl_or_fail(KVM_GET_VCPU_EVENTS, &e, "KVM_GET_VCPU_EVENTS");
+    return e;
+}
+void KvmVcpu::set_events(const kvm_vcpu_events &e) const {
+    ioctl_or_fail(KVM_SET_VCPU_EVENTS, const_cast<kvm_vcpu_events *>(&e), "KVM_SET_VCPU_EVENTS");
+}
+
 int KvmVcpu::run_once() const {
     if (::ioctl(fd_.get(), KVM_RUN, 0) == 0) return 0;
     int e = errno;

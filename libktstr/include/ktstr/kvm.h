@@ -5,13 +5,18 @@
 // errno text; nothing here knows about kernels or topologies.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include <linux/kvm.h>
 
+#include "ktstr/json.h"
+#include "ktstr/topology.h"
 #include "ktstr/util.h"
+#include "ktstr/x86.h"
 
 namespace ktstr::vmm {
 
@@ -66,6 +71,8 @@ public:
     void set_regs(const kvm_regs &r) const;
     kvm_sregs get_sregs() const;
     void set_sregs(const kvm_sregs &s) const;
+    kvm_vcpu_events get_events() const;
+    void set_events(const kvm_vcpu_events &e) const;
     // One KVM_RUN.  Returns 0, or -errno for EINTR/EAGAIN (the caller re-checks
     // its flags); other errors throw.
     int run_once() const;
@@ -104,5 +111,36 @@ struct KvmSpeed {
 inline constexpr double KVM_HARDWARE_SPEED_THRESHOLD = 1e8;
 
 KvmSpeed kvm_speed_probe(double run_ms = 20, double threshold = KVM_HARDWARE_SPEED_THRESHOLD);
+
+// ---- the KVM machine ---------------------------------------------------------
+//
+// run_kvm() (declared in vmm.h, defined in vmm/kvm_machine.cpp) builds and
+// runs a VM from a VmConfig.  What follows is what it shares with tests.
+
+// Host quirks: what this host's KVM cannot do and how we work around it
+// (see ../shared/fixtures/linux-6.12/README.md and README.md "KVM").  Every
+// workaround that is applied is reported (a stderr warning when first used,
+// the "host_quirks" list of the boot and exit events) and counted.
+enum class QuirkMode { auto_detect, on, off };
+QuirkMode parse_quirk_mode(const std::string &text);   // "auto", "on", "off"; Error(usage)
+struct HostQuirks {
+    bool emulated = false;          // KVM without hardware virtualization underneath
+    std::string detection;          // how we know (or why we think it is hardware)
+    bool mask_cx16 = false;         // CPUID.1:ECX.CX16 cleared: no cmpxchg16b in SLUB
+    bool noxsave = false;           // "noxsave" on the command line: no xrstor in FPU init
+    bool emulate_refused = false;   // userspace handling of what KVM refuses (ioctls, MSRs, instructions)
+};
+// auto: emulated when /dev/kvm works but the host CPU shows neither vmx nor
+// svm (KVM is then software-emulated); `on`/`off` force it.
+HostQuirks detect_host_quirks(QuirkMode mode);
+
+// Reject before any KVM call what this backend cannot build: APIC ids above
+// 254 need the split irqchip, which this VMM does not implement (v1).
+void validate_kvm_topology(const Topology &t);
+
+// The KVM guest-RAM plan: one memfd, one region (KVM slot) per NUMA node per
+// RAM range, laid out by plan_memory().  Returned as vmm.h's MemoryPlan.
+struct MemoryPlan;
+MemoryPlan kvm_memory_plan(const MemoryLayout &m);
 
 } // namespace ktstr::vmm

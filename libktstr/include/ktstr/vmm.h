@@ -99,6 +99,10 @@ struct VmConfig {
     std::string qemu_binary;                     // "" = qemu-system-x86_64 from $PATH
     std::string qemu_machine;                    // "" = choose (see qemu_machine_for())
     std::vector<std::string> qemu_extra_args;    // appended verbatim (experiments, debugging)
+    // KVM only.
+    std::string kvm_elf;                         // boot this ELF64 (a vmlinux, a test guest) through its
+                                                 // entry point instead of kernel.bzimage ("" = the bzImage)
+    std::string kvm_quirks = "auto";             // host-quirk layer: auto, on, off (see kvm.h)
 };
 // Throws Error(usage) for what no backend could run (memory 0, shm unaligned ...).
 void validate_config(const VmConfig &c);
