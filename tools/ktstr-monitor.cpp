@@ -21,6 +21,7 @@ const std::vector<cli::Option> OPTIONS = {
     {"socket", 's', "PATH", "the Unix socket of ktstr-vmm --monitor-socket"},
     {"memory-file", 0, "FILE", "instead of --socket: a file holding guest RAM from GPA 0 (e.g. QEMU's mem-path)"},
     {"cpus", 0, "N", "with --memory-file: number of guest CPUs"},
+    {"vmm-pid", 0, "PID", "with --memory-file: the VMM (QEMU) process: stop when it exits, read vCPU times"},
     {"vmlinux", 'k', "FILE", "the guest kernel's vmlinux (symbols and BTF); required"},
     {"interval-ms", 'i', "N", "sampling period in milliseconds (default 100)"},
     {"samples", 'n', "N", "stop after N samples (default: until the VM goes away or a signal)"},
@@ -168,6 +169,7 @@ int body(const std::vector<std::string> &tokens) {
     opt.socket_path = a.get("socket");
     opt.memory_file = a.get("memory-file");
     opt.memory_file_cpus = uint32_t(a.get_u64("cpus", 0));
+    opt.vmm_pid = int64_t(a.get_u64("vmm-pid", 0));
     if (opt.socket_path.empty() == opt.memory_file.empty())
         fail(ErrorKind::usage, "give exactly one of --socket PATH or --memory-file FILE");
     opt.interval_ms = a.get_u64("interval-ms", 100);

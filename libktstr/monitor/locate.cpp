@@ -107,8 +107,9 @@ std::string find_foreign_banner(const GuestMem &mem, const std::string &ours) {
             if (!nul) continue;
             std::string found(reinterpret_cast<const char *>(hit), static_cast<const uint8_t *>(nul) - hit);
             if (found == ours) return "";
-            // A half-written copy of ours is a prefix of it; a banner is one line.
-            if (foreign.empty() && found.size() > 24 && found.back() == '\n' &&
+            // A half-written copy of ours is a prefix of it; a banner is one
+            // line.  Report the longest (the full one, not the weak variant).
+            if (found.size() > foreign.size() && found.size() > 24 && found.back() == '\n' &&
                 found.find('\n') == found.size() - 1 && !starts_with(ours, found))
                 foreign = found;
         }

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -44,7 +45,43 @@ bool peer_gone(const unique_fd &sock) {
     return false;
 }
 
+// Is the VMM process still there (and not a zombie)?
+bool process_alive(int64_t pid) {
+    auto stat = try_read_file(cat("/proc/", pid, "/stat"));
+    if (!stat) return false;
+    size_t close = stat->rfind(") ");
+    if (close == std::string::npos || close + 2 >= stat->size()) return true;
+    char state = (*stat)[close + 2];
+    return state != 'Z' && state != 'X';
+}
+
 } // namespace
+
+std::vector<int64_t> discover_vcpu_tids(int64_t pid, uint32_t num_cpus) {
+    // QEMU names its vCPU threads "CPU <n>/TCG" or "CPU <n>/KVM".
+    std::vector<int64_t> tids(num_cpus, 0);
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    bool any = false;
+    for (const auto &e : fs::directory_iterator(cat("/proc/", pid, "/task"), ec)) {
+        auto tid = parse_u64(e.path().filename().string());
+        auto comm = try_read_file(e.path().string() + "/comm");
+        if (!tid || !comm || !starts_with(*comm, "CPU ")) continue;
+        auto parts = split(trim(comm->substr(4)), '/');
+        auto n = parts.empty() ? std::nullopt : parse_u64(parts[0]);
+        if (n && *n < num_cpus) { tids[*n] = int64_t(*tid); any = true; }
+    }
+    if (!any) tids.clear();
+    return tids;
+}
+
+bool vm_gone(const AttachedGuest &g) {
+    // ktstr-vmm may close the monitor connection right after the layout
+    // message, so with a known VMM pid its liveness decides; without one,
+    // the socket's EOF does.
+    if (g.vmm_pid > 0) return !process_alive(g.vmm_pid);
+    return peer_gone(g.sock);
+}
 
 AttachedGuest attach_from_message(const std::string &text, std::vector<unique_fd> fds, bool read_only) {
     const std::string where = "monitor socket layout";
@@ -82,6 +119,8 @@ AttachedGuest attach_from_message(const std::string &text, std::vector<unique_fd
         for (const json &t : doc["vcpu_tids"]) g.vcpu_tids.push_back(t.is_number_integer() ? t.get<int64_t>() : 0);
     if (doc.contains("run_start_mono_ns") && doc["run_start_mono_ns"].is_number_unsigned())
         g.run_start_mono_ns = doc["run_start_mono_ns"].get<uint64_t>();
+    bool have_tids = std::any_of(g.vcpu_tids.begin(), g.vcpu_tids.end(), [](int64_t t) { return t > 0; });
+    if (!have_tids && g.vmm_pid > 0) g.vcpu_tids = discover_vcpu_tids(g.vmm_pid, g.num_cpus);
     g.layout = std::move(doc);
     return g;
 }
@@ -98,6 +137,7 @@ AttachedGuest attach(const SessionOptions &opt) {
                        {"regions", {{{"gpa", 0}, {"size", size}, {"fd_index", 0}, {"fd_offset", 0}}}}};
         std::vector<unique_fd> fds;
         fds.push_back(std::move(fd));
+        if (opt.vmm_pid > 0) layout["vmm_pid"] = opt.vmm_pid;
         return attach_from_message(layout.dump(), std::move(fds), opt.read_only);
     }
     // ktstr-vmm creates the socket while it starts; give it a few seconds.
@@ -170,7 +210,7 @@ ReadyKernel wait_for_kernel(const AttachedGuest &g, const Vmlinux &vm, double ti
             emit(st);
             last_detail = detail;
         }
-        if (stop() || peer_gone(g.sock)) throw Error(ErrorKind::guest, "stopped");
+        if (stop() || vm_gone(g)) throw Error(ErrorKind::guest, "stopped");
         if (seconds_since(t0) > timeout_s)
             fail(ErrorKind::guest, "guest kernel not ready after ", timeout_s, " s: ", detail);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -283,7 +323,7 @@ int run_session(AttachedGuest &g, const Vmlinux &vm, const SessionOptions &opt,
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     for (;;) {
         if (stop()) { reason = "signal"; break; }
-        if (peer_gone(g.sock)) { reason = "eof"; break; }
+        if (vm_gone(g)) { reason = "eof"; break; }
         sampler.sample(elapsed_ms(), cur);
         for (size_t c = 0; c < cur.cpus.size() && c < g.vcpu_tids.size(); c++)
             cur.cpus[c].vcpu_cpu_time_ns = vcpu_cpu_time_ns(g.vmm_pid, g.vcpu_tids[c]);

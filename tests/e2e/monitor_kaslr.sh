@@ -38,7 +38,7 @@ t0=$(date +%s.%N)
 wait_console "load running" 90
 echo "guest load running after $(echo "$(date +%s.%N) - $t0" | bc) s"
 t0=$(date +%s.%N)
-ktstr-monitor --memory-file "$GUEST_RAM" --cpus 4 --vmlinux "$VMLINUX" --samples 15 --interval-ms 100 \
+ktstr-monitor --memory-file "$GUEST_RAM" --cpus 4 --vmm-pid "$QEMU_PID" --vmlinux "$VMLINUX" --samples 15 --interval-ms 100 \
     --ready-timeout-s 90 >"$TMP/eevdf.jsonl"
 echo "ready+15 samples after $(echo "$(date +%s.%N) - $t0" | bc) s"
 jq -c 'select(.event=="meta")' "$TMP/eevdf.jsonl"
@@ -52,7 +52,20 @@ assert_eq true "$adv" "rq_clock advanced on every CPU"
 busy=$(jq -s '[.[]|select(.event=="sample")] as $s | [range(0;4) as $c |
         ([$s[].cpus[$c].nr_running] | max) > 0] | all' "$TMP/eevdf.jsonl")
 assert_eq true "$busy" "nr_running seen non-zero on every CPU"
+vt=$(jq -s '[.[]|select(.event=="sample")][-1].cpus | map(has("vcpu_cpu_time_ns")) | all' "$TMP/eevdf.jsonl")
+assert_eq true "$vt" "vCPU times read from QEMU's 'CPU N/TCG' threads"
 assert_eq eof_or_count "$(jq -r 'select(.event=="end") | if .reason=="count" then "eof_or_count" else .reason end' "$TMP/eevdf.jsonl")" "end line"
+
+# Another build of the same kernel (only its banner differs): refused, exit 2, one line.
+cp "$VMLINUX" "$TMP/other-vmlinux"
+perl -0777 -pi -e 's/\) #1 SMP PREEMPT_DYNAMIC (\w{3})/) #9 SMP PREEMPT_DYNAMIC $1/' "$TMP/other-vmlinux"
+cmp -s "$VMLINUX" "$TMP/other-vmlinux" && die "could not patch the banner of the copy"
+run_rc ktstr-monitor --memory-file "$GUEST_RAM" --cpus 4 --vmlinux "$TMP/other-vmlinux" --samples 1 >"$TMP/other.out" 2>"$TMP/other.err"
+cat "$TMP/other.err"
+assert_eq 2 "$RC" "exit code for a vmlinux of another build"
+assert_eq 1 "$(wc -l <"$TMP/other.err")" "one error line"
+assert_contains "$(cat "$TMP/other.err")" "does not match the guest kernel" "mismatch reason"
+rm -f "$TMP/other-vmlinux"
 
 # Phase 2: scx_simple loaded -> sched_ext fields move.
 wait_console "scx_simple started" 60
@@ -84,3 +97,13 @@ cat "$TMP/progs.jsonl"
 n=$(jq -s '[.[]|select(.struct_ops and .verified_insns > 0)]|length' "$TMP/progs.jsonl")
 [ "$n" -gt 0 ] || die "no struct_ops programs with verified_insns"
 echo "ok: $n struct_ops programs with verified instruction counts"
+
+# The VM goes away: a running monitor ends with reason "eof" and a summary.
+ktstr-monitor --memory-file "$GUEST_RAM" --cpus 4 --vmm-pid "$QEMU_PID" --vmlinux "$VMLINUX" >"$TMP/end.jsonl" &
+mon=$!
+for _ in $(seq 1 300); do grep -q '"event":"sample"' "$TMP/end.jsonl" && break; sleep 0.2; done
+kill "$QEMU_PID"
+wait "$mon" || true
+assert_eq eof "$(jq -r 'select(.event=="end") | .reason' "$TMP/end.jsonl")" "monitor ended when QEMU exited"
+grep -q '"event":"summary"' "$TMP/end.jsonl" || { cut -c1-200 "$TMP/end.jsonl"; die "no summary line"; }
+assert_eq true "$(jq -r 'select(.event=="summary") | .total_samples > 0' "$TMP/end.jsonl")" "summary over the samples taken"

@@ -8,6 +8,9 @@
 
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <atomic>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "ktstr/fdpass.h"
@@ -132,6 +135,10 @@ TEST_CASE("a different kernel's banner is reported; ours anywhere in memory is n
     const std::string other = "Linux version 6.1.0-other (a@b) (gcc) #1 SMP\n";
     std::memcpy(&g.bytes[g.free_pa + 3], other.c_str(), other.size() + 1);
     CHECK(locate_kernel(mem, vm).status == Located::Status::not_yet);
+    CHECK(find_foreign_banner(mem, vm.banner) == other);
+    // the kernel's second, weak banner (no build number) is not the one reported
+    const std::string weak = "Linux version 6.1.0-other (a@b) (gcc) # SMP\n";
+    std::memcpy(&g.bytes[g.free_pa + 0x200], weak.c_str(), weak.size() + 1);
     CHECK(find_foreign_banner(mem, vm.banner) == other);
     // our banner at an unaligned place (the decompressed ELF before the move)
     std::memcpy(&g.bytes[g.free_pa + 0x10001], vm.banner.c_str(), vm.banner.size() + 1);
@@ -650,4 +657,37 @@ TEST_CASE("layout errors are input errors naming the field") {
         attach_from_message("{\"schema\":\"ktstr.layout/1\",\"num_cpus\":1,\"regions\":[{\"gpa\":0,\"size\":4096,\"fd_index\":0}]}",
                             std::move(fds), true),
         doctest::Contains("holds 0 bytes"), Error);
+}
+
+TEST_CASE("vCPU threads by QEMU's names; the VM is gone when the VMM pid exits") {
+    std::atomic<bool> done{false};
+    std::atomic<pid_t> tid{0};
+    std::thread t([&] {
+        pthread_setname_np(pthread_self(), "CPU 1/TCG");
+        tid = gettid();
+        while (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    while (!tid) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto tids = discover_vcpu_tids(getpid(), 2);
+    REQUIRE(tids.size() == 2);
+    CHECK(tids[0] == 0);
+    CHECK(tids[1] == tid);
+    auto ns = vcpu_cpu_time_ns(getpid(), tid);
+    CHECK(ns.has_value());
+    CHECK_FALSE(vcpu_cpu_time_ns(getpid(), 0x7fffffff));
+    done = true;
+    t.join();
+    CHECK(discover_vcpu_tids(getpid(), 2).empty());
+
+    AttachedGuest g;
+    g.vmm_pid = getpid();
+    CHECK_FALSE(vm_gone(g));
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    // an exited, not yet reaped child is a zombie: gone
+    g.vmm_pid = child;
+    for (int i = 0; i < 200 && !vm_gone(g); i++) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    CHECK(vm_gone(g));
+    waitpid(child, nullptr, 0);
+    CHECK(vm_gone(g));
 }

@@ -346,6 +346,7 @@ struct SessionOptions {
     std::string socket_path;           // ktstr-vmm --monitor-socket
     std::string memory_file;           // or: a file holding guest RAM from GPA 0
     uint32_t memory_file_cpus = 0;
+    int64_t vmm_pid = 0;               // with memory_file: the VMM (QEMU) process, for liveness and vCPU times
     uint64_t interval_ms = 100;
     uint64_t max_samples = 0;          // 0 = until the VM goes away
     double ready_timeout_s = 120;
@@ -383,6 +384,14 @@ struct ReadyKernel {
 };
 ReadyKernel wait_for_kernel(const AttachedGuest &guest, const Vmlinux &vm, double timeout_s,
                             const std::function<void(const ojson &)> &emit, const std::function<bool()> &stop);
+
+// The VM went away: the VMM process (vmm_pid) exited, or, without a pid,
+// the monitor socket reached EOF.  Guest memory stays readable either way.
+bool vm_gone(const AttachedGuest &g);
+
+// vCPU thread ids of a QEMU process by their names ("CPU <n>/TCG"), index =
+// CPU; empty when none is found.
+std::vector<int64_t> discover_vcpu_tids(int64_t pid, uint32_t num_cpus);
 
 // vCPU on-CPU time from /proc/<pid>/task/<tid>/schedstat; nullopt when unreadable.
 std::optional<uint64_t> vcpu_cpu_time_ns(int64_t pid, int64_t tid);
