@@ -31,7 +31,10 @@ GUEST_MODULES := util wire scenario guest
 LIB_SRCS   := $(sort $(wildcard libktstr/*/*.cpp))
 LIB_ASMS   := $(sort $(wildcard libktstr/*/*.S))
 LIB_OBJS   := $(LIB_SRCS:%.cpp=$(BUILD)/obj/%.o) $(LIB_ASMS:%.S=$(BUILD)/obj/%.o)
-GUEST_OBJS := $(filter $(foreach m,$(GUEST_MODULES),$(BUILD)/obj/libktstr/$(m)/%),$(LIB_OBJS))
+# A static binary cannot carry the sanitizer runtimes: under SANITIZE the guest side is
+# compiled a second time without them, into obj-guest/.
+GUEST_OBJDIR := $(if $(SANITIZE),$(BUILD)/obj-guest,$(BUILD)/obj)
+GUEST_OBJS := $(filter $(foreach m,$(GUEST_MODULES),$(GUEST_OBJDIR)/libktstr/$(m)/%),$(LIB_OBJS:$(BUILD)/obj/%=$(GUEST_OBJDIR)/%))
 
 # tools/NAME.cpp -> $(BUILD)/bin/NAME ; tools/ktstr-guest*.cpp link statically
 TOOL_SRCS  := $(sort $(wildcard tools/*.cpp))
@@ -60,6 +63,10 @@ $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(@D)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c $< -o $@
 
+$(BUILD)/obj-guest/%.o: %.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(CPPFLAGS) $(filter-out -fsanitize=%,$(CXXFLAGS)) -c $< -o $@
+
 # .S files may .incbin project files (the kconfig fragment); track them.
 $(BUILD)/obj/%.o: %.S
 	@mkdir -p $(@D)
@@ -86,9 +93,9 @@ $(HOST_TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(STATIC_LIB)
 	$(CXX) $(LDFLAGS) -o $@ $< $(STATIC_LIB) $(LDLIBS)
 
 # The guest agent runs as PID 1 in an initramfs: static, no host libraries at run time.
-$(GUEST_TOOLS): $(BUILD)/bin/%: $(BUILD)/obj/tools/%.o $(GUEST_LIB)
+$(GUEST_TOOLS): $(BUILD)/bin/%: $(GUEST_OBJDIR)/tools/%.o $(GUEST_LIB)
 	@mkdir -p $(@D)
-	$(CXX) -static $(filter-out -fsanitize=%,$(LDFLAGS)) -o $@ $< $(GUEST_LIB) -lz -lpthread
+	$(CXX) -static -Wl,--strip-debug $(filter-out -fsanitize=%,$(LDFLAGS)) -o $@ $< $(GUEST_LIB) -lz -lpthread
 
 $(UNIT): $(TEST_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)
@@ -142,4 +149,4 @@ install: all
 clean:
 	rm -rf build build-san
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-guest -name '*.d' 2>/dev/null)

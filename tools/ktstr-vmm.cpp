@@ -9,6 +9,7 @@
 #include "ktstr/console_watch.h"
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
+#include "ktstr/vmm_guest.h"
 
 using namespace ktstr;
 using namespace ktstr::vmm;
@@ -34,6 +35,10 @@ const std::vector<cli::Option> &options() {
         {"qemu", 0, "PATH", "TCG: the qemu-system-x86_64 to run"},
         {"qemu-machine", 0, "MACHINE", "TCG: QEMU machine (default microvm, pc for NUMA guests)"},
         {"qemu-arg", 0, "ARG", "TCG: extra QEMU argument, verbatim", true},
+        {"exec", 'e', "CMD", "run CMD in the guest (busybox sh -c) with the ktstr agent as /init; its output on stdout/stderr, exit with its status"},
+        {"include", 'I', "HOST[:GUEST]", "with --exec: add a file to the guest (default /include-files/NAME, on PATH); ELF files bring their libraries", true},
+        {"events", 0, "FILE", "with --exec: write the ktstr.vmm/1 events to FILE (stdout carries the command's output)"},
+        {"no-ring", 0, "", "with --exec: the agent reports over COM2 only (tests the fallback)"},
         {"elf", 0, "FILE", "KVM: boot this ELF64 (the kernel's vmlinux, or a test guest) through its entry point "
                            "instead of the bzImage; 'vmlinux' = the kernel's own (--kernel optional with a FILE)"},
         {"kvm-quirks", 0, "MODE", "KVM: host-quirk workarounds auto|on|off (default auto: on when KVM is emulated)"},
@@ -45,6 +50,7 @@ const std::vector<cli::Option> &options() {
 
 std::string help_text() {
     return cat("Usage: ktstr-vmm --kernel PATH [--initrd FILE] [--topology TOPO] [options]\n"
+               "       ktstr-vmm --kernel PATH --exec CMD [--include HOST[:GUEST]]... [options]\n"
                "\n"
                "Boot a Linux kernel in a VM with the requested CPU topology (NUMA nodes, LLCs,\n"
                "cores, SMT threads) under KVM or QEMU TCG, and stream ktstr.vmm/1 JSON events\n"
@@ -62,7 +68,8 @@ std::string help_text() {
                "  1  the guest reported a failure (non-zero exit code)\n"
                "  2  usage error or bad input (the message names the file, field or value)\n"
                "  3  infrastructure failure: timeout, guest crash or reboot without an exit code,\n"
-               "     QEMU/KVM missing or failing, signal\n");
+               "     QEMU/KVM missing or failing, signal\n"
+               "  With --exec: the guest command's own status (255 when it could not be obtained).\n");
 }
 
 VmConfig config_from(const cli::Args &a) {
@@ -94,6 +101,11 @@ VmConfig config_from(const cli::Args &a) {
     c.qemu_machine = a.get("qemu-machine");
     c.qemu_extra_args = a.all("qemu-arg");
     if (!a.positional().empty()) fail(ErrorKind::usage, "unexpected argument '", a.positional()[0], "' (see --help)");
+    if (a.has("exec") && a.has("initrd"))
+        fail(ErrorKind::usage, "--exec builds its own initramfs (the ktstr agent); drop --initrd");
+    for (const char *o : {"include", "events", "no-ring"})
+        if (a.has(o) && !a.has("exec")) fail(ErrorKind::usage, "--", o, " needs --exec");
+    if (a.has("no-ring")) c.cmdline_extra.push_back("ktstr.ring=off");
     validate_config(c);
     return c;
 }
@@ -133,8 +145,41 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         observers.add(&*monitor);
     }
 
+    // --exec: the agent runs the command; its output is our stdout/stderr (like ssh), so
+    // the events go to --events FILE or nowhere.
+    std::optional<GuestImage> image;
+    FILE *events_file = nullptr;
+    if (a.has("exec")) {
+        initramfs::JobSpec job;
+        job.exec_cmd = a.get("exec");
+        std::vector<initramfs::Include> includes;
+        for (auto &i : a.all("include")) includes.push_back(initramfs::parse_include(i));
+        image.emplace(job, includes);
+        config.initrd = image->path();
+        if (a.has("events")) {
+            events_file = fopen(a.get("events").c_str(), "we");
+            if (!events_file) fail_errno(ErrorKind::environment, cat("--events ", a.get("events")));
+        }
+        events.set_output(events_file);
+    }
+    GuestJobObserver::Options gopt;
+    if (image) {
+        gopt.out_fd = STDOUT_FILENO;
+        gopt.err_fd = STDERR_FILENO;
+    }
+    GuestJobObserver guest(events, gopt);
+    observers.add(&guest);
+
     ExitResult result = run_vm(config, observers, stop);
     int code = process_exit_code(result);
+    if (image) {
+        int status = exec_exit_status(result);
+        events.emit(exit_event(result, status));
+        if (events_file) fclose(events_file);
+        events.set_output(stdout);
+        if (!result.guest_exit_code) log::error(exit_reason_name(result.reason), ": ", result.detail);
+        return status;
+    }
     events.emit(exit_event(result, code));
     if (code != EXIT_OK) log::error(exit_reason_name(result.reason), ": ", result.detail);
     return code;

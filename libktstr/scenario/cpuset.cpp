@@ -8,7 +8,6 @@
 #include <cmath>
 #include <dirent.h>
 #include <random>
-#include <regex>
 
 namespace ktstr::scenario {
 
@@ -33,16 +32,23 @@ CpuLayout CpuLayout::uniform(uint32_t numa, uint32_t llcs, uint32_t cores, uint3
 }
 
 CpuLayout CpuLayout::parse(const std::string &topology) {
-    static const std::regex re(R"((\d+)n(\d+)l(\d+)c(\d+)t)");
-    std::smatch m;
-    if (!std::regex_match(topology, m, re))
+    // "<n>n<l>l<c>c<t>t"
+    uint32_t v[4];
+    const char units[4] = {'n', 'l', 'c', 't'};
+    size_t pos = 0;
+    for (int i = 0; i < 4; ++i) {
+        size_t end = topology.find(units[i], pos);
+        std::optional<uint64_t> n;
+        if (end != std::string::npos && end > pos && topology[pos] >= '0' && topology[pos] <= '9')
+            n = parse_u64(std::string_view(topology).substr(pos, end - pos));
+        if (!n || *n > 4096)
+            fail(ErrorKind::usage, "topology '", topology, "': expected <nodes>n<llcs>l<cores>c<threads>t, e.g. 1n2l2c1t");
+        v[i] = static_cast<uint32_t>(*n);
+        pos = end + 1;
+    }
+    if (pos != topology.size())
         fail(ErrorKind::usage, "topology '", topology, "': expected <nodes>n<llcs>l<cores>c<threads>t, e.g. 1n2l2c1t");
-    auto num = [&](int i) {
-        auto v = parse_u64(m[i].str());
-        if (!v || *v > 4096) fail(ErrorKind::usage, "topology '", topology, "': count out of range");
-        return static_cast<uint32_t>(*v);
-    };
-    return uniform(num(1), num(2), num(3), num(4));
+    return uniform(v[0], v[1], v[2], v[3]);
 }
 
 namespace {

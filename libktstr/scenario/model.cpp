@@ -10,7 +10,7 @@
 #include <cctype>
 #include <cmath>
 #include <csignal>
-#include <regex>
+#include <cstring>
 
 namespace ktstr::scenario {
 
@@ -38,6 +38,43 @@ std::string closest(const std::string &word, const std::vector<std::string> &cho
         if (lower(c) == lower(word)) return c;
     return {};
 }
+
+// A name pattern without <regex> (which trips g++ 12 warnings under the
+// sanitizers): parts separated by `sep` (0: one part), each 1+ characters of
+// `allowed`, at least min_parts of them; optionally the first character from
+// `first`; at most max_len characters in all.
+struct NamePattern {
+    const char *allowed;
+    char sep = 0;
+    size_t min_parts = 1;
+    size_t max_len = 4096;
+    const char *first = nullptr;
+    bool match(std::string_view s) const {
+        if (s.empty() || s.size() > max_len) return false;
+        if (first && !std::strchr(first, s[0])) return false;
+        size_t parts = 1, len = 0;
+        for (char c : s) {
+            if (sep && c == sep) {
+                if (len == 0) return false;
+                ++parts, len = 0;
+            } else if (c == '\0' || !std::strchr(allowed, c)) {
+                return false;
+            } else {
+                ++len;
+            }
+        }
+        return len > 0 && parts >= min_parts;
+    }
+};
+#define LOWER "abcdefghijklmnopqrstuvwxyz"
+#define DIGIT "0123456789"
+const NamePattern kScenarioName{LOWER DIGIT "_", 0, 1, 64};
+const NamePattern kCategory{LOWER DIGIT "_", 0, 1, 64, LOWER};
+const NamePattern kCgroupName{LOWER "ABCDEFGHIJKLMNOPQRSTUVWXYZ" DIGIT "_.-", '/', 1, 4096};
+const NamePattern kFlag{LOWER DIGIT "-", 0, 1, 64, LOWER};
+const NamePattern kSysctl{LOWER DIGIT "_", '.', 2, 256};
+#undef LOWER
+#undef DIGIT
 
 class Loader {
 public:
@@ -90,11 +127,11 @@ public:
         return v;
     }
 
-    std::string str(const json &j, const std::string &path, const std::regex *re = nullptr,
+    std::string str(const json &j, const std::string &path, const NamePattern *re = nullptr,
                     const char *what = nullptr) const {
         if (!j.is_string()) bad(path, cat("expected a string, got ", show(j)));
         std::string s = j.get<std::string>();
-        if (re && !std::regex_match(s, *re)) bad(path, cat("'", s, "' is not ", what));
+        if (re && !re->match(s)) bad(path, cat("'", s, "' is not ", what));
         return s;
     }
 
@@ -115,8 +152,7 @@ public:
     }
 
     std::string cgroup_name(const json &j, const std::string &path) const {
-        static const std::regex re(R"([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)");
-        std::string s = str(j, path, &re, "a cgroup name (letters, digits, _ . -, nested with /)");
+        std::string s = str(j, path, &kCgroupName, "a cgroup name (letters, digits, _ . -, nested with /)");
         for (auto &part : split(s, '/'))
             if (part == "." || part == "..") bad(path, cat("'", s, "': '.' and '..' are not cgroup names"));
         return s;
@@ -418,10 +454,9 @@ public:
     }
 
     std::vector<std::string> flags(const json &j, const std::string &path) const {
-        static const std::regex re("[a-z][a-z0-9-]*");
         if (!j.is_array()) bad(path, cat("expected an array of flag names, got ", show(j)));
         std::vector<std::string> out;
-        for (size_t i = 0; i < j.size(); ++i) out.push_back(str(j[i], cat(path, "[", i, "]"), &re, "a flag name"));
+        for (size_t i = 0; i < j.size(); ++i) out.push_back(str(j[i], cat(path, "[", i, "]"), &kFlag, "a flag name"));
         return out;
     }
 
@@ -441,11 +476,9 @@ public:
         obj(doc, "(top level)", {"schema", "name", "category", "description", "required_flags", "excluded_flags",
                                  "requires", "checks", "backdrop", "steps", "steady", "sysctls"});
         Scenario s;
-        static const std::regex name_re("[a-z0-9_]{1,64}");
         if (!doc.contains("name")) bad("name", "missing field 'name'");
-        s.name = str(doc.at("name"), "name", &name_re, "a scenario name ([a-z0-9_], 1 to 64 characters)");
-        static const std::regex cat_re("[a-z][a-z0-9_]*");
-        if (doc.contains("category")) s.category = str(doc.at("category"), "category", &cat_re, "a category ([a-z][a-z0-9_]*)");
+        s.name = str(doc.at("name"), "name", &kScenarioName, "a scenario name ([a-z0-9_], 1 to 64 characters)");
+        if (doc.contains("category")) s.category = str(doc.at("category"), "category", &kCategory, "a category ([a-z][a-z0-9_]*)");
         if (doc.contains("description")) s.description = str(doc.at("description"), "description");
         if (doc.contains("required_flags")) s.required_flags = flags(doc.at("required_flags"), "required_flags");
         if (doc.contains("excluded_flags")) s.excluded_flags = flags(doc.at("excluded_flags"), "excluded_flags");
@@ -464,9 +497,8 @@ public:
         if (doc.contains("sysctls")) {
             const json &sc = doc.at("sysctls");
             if (!sc.is_object()) bad("sysctls", cat("expected an object {\"kernel.x\": value}, got ", show(sc)));
-            static const std::regex key_re("[a-z0-9_]+(\\.[a-z0-9_]+)+");
             for (auto &[k, v] : sc.items()) {
-                if (!std::regex_match(k, key_re)) bad("sysctls", cat("'", k, "' is not a sysctl name like kernel.sched_rt_runtime_us"));
+                if (!kSysctl.match(k)) bad("sysctls", cat("'", k, "' is not a sysctl name like kernel.sched_rt_runtime_us"));
                 if (v.is_string()) s.sysctls[k] = v.get<std::string>();
                 else if (v.is_number_integer()) s.sysctls[k] = v.dump();
                 else bad("sysctls." + k, cat("expected a string or an integer, got ", show(v)));

@@ -272,14 +272,17 @@ private:
         std::vector<Group *> live;
         for (auto it = groups_.rbegin(); it != groups_.rend(); ++it)
             if (it->workers) live.push_back(&*it);
-        // Stop every group at once (one shared deadline), then read.
+        // Stop every group at once, then read them all within one deadline.
+        for (Group *g : live) g->workers->request_stop();
+        const uint64_t deadline = mono_ns() + static_cast<uint64_t>(opt_.collect_deadline_s * 1e9);
         for (Group *g : live) {
             GroupResult r;
             r.cgroup = g->cgroup;
             r.work = g->workers->work().type.describe();
             r.checks = g->checks;
             if (!g->cgroup.empty() && state_.count(g->cgroup)) r.cpuset = state_[g->cgroup].cpuset;
-            r.reports = g->workers->collect(opt_.collect_deadline_s);
+            uint64_t now = mono_ns();
+            r.reports = g->workers->collect(now < deadline ? static_cast<double>(deadline - now) / 1e9 : 0.0);
             g->workers.reset();
             results_.push_back(std::move(r));
         }

@@ -513,27 +513,35 @@ void WorkerGroup::kill_all() {
     done_ = true;
 }
 
-std::vector<WorkerReport> WorkerGroup::collect(double deadline_s) {
+void WorkerGroup::request_stop() {
+    if (stop_sent_) return;
     if (!started_) {
         // Collecting an unstarted group starts it and lets it run briefly.
         start();
         usleep(500000);
     }
     for (pid_t p : pids_) ::kill(p, SIGUSR1);
+    stop_sent_ = true;
+}
+
+std::vector<WorkerReport> WorkerGroup::collect(double deadline_s) {
+    request_stop();
     const size_t n = pids_.size();
     std::vector<std::string> text(n);
     std::vector<bool> eof(n, false);
     const uint64_t until = now_ns() + static_cast<uint64_t>(deadline_s * 1e9);
     size_t open = n;
     while (open > 0) {
+        // Past the deadline, still take what is already there (timeout 0).
         uint64_t now = now_ns();
-        if (now >= until) break;
+        int wait_ms = now >= until ? 0 : static_cast<int>(std::min<uint64_t>((until - now) / 1000000 + 1, 1000));
         std::vector<pollfd> pfds;
         std::vector<size_t> idx;
         for (size_t i = 0; i < n; ++i)
             if (!eof[i]) pfds.push_back({report_fds_[i].get(), POLLIN, 0}), idx.push_back(i);
-        int r = poll(pfds.data(), pfds.size(), static_cast<int>(std::min<uint64_t>((until - now) / 1000000 + 1, 1000)));
+        int r = poll(pfds.data(), pfds.size(), wait_ms);
         if (r < 0 && errno != EINTR) break;
+        if (r == 0 && wait_ms == 0) break;
         for (size_t k = 0; k < pfds.size(); ++k) {
             if (!(pfds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             char buf[65536];

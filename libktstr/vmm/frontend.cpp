@@ -21,7 +21,7 @@ void EventStream::emit(const ojson &event) {
     for (auto it = event.begin(); it != event.end(); ++it)
         if (it.key() != "event" && it.key() != "schema" && it.key() != "elapsed_s") line[it.key()] = it.value();
     std::lock_guard lk(mu_);
-    emit_line(line, out_);
+    if (out_) emit_line(line, out_);
 }
 
 ojson exit_event(const ExitResult &r, int exit_code) {

@@ -634,3 +634,16 @@ TEST_CASE("worker reports round-trip through JSON") {
     CHECK(back.to_json() == r.to_json());
     CHECK_THROWS_AS(WorkerReport::from_json(json::parse("{}"), "w"), Error);
 }
+
+TEST_CASE("the e2e scenario files validate") {
+    const char *top = getenv("KTSTR_TOP");
+    std::string dir = std::string(top ? top : ".") + "/tests/e2e/scenarios/";
+    for (const char *f : {"starve_fifo.json", "kill_scheduler.json"}) {
+        CAPTURE(f);
+        Scenario s = load_scenario_arg(dir + f);
+        CHECK(make_plan(s, CpuLayout::parse("1n2l2c1t"), RunContext{}).skip_reason.empty());
+    }
+    Scenario starve = load_scenario_arg(dir + "starve_fifo.json");
+    CHECK(starve.sysctls.at("kernel.sched_rt_runtime_us") == "-1");
+    CHECK_THROWS_WITH_AS(load_scenario_arg(dir + "missing.json"), doctest::Contains("missing.json"), Error);
+}

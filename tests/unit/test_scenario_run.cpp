@@ -379,3 +379,38 @@ TEST_CASE("run_scenario: a scheduler killed from a step is reported as scheduler
     // the third step never ran
     CHECK(c.of("step").size() == 2);
 }
+
+#include "ktstr/scenario_job.h"
+
+TEST_CASE("the agent's scenario job: host-side arguments, guest-side run") {
+    ScenarioJobOptions o;
+    o.duration_s = 0.4;
+    o.settle_ms = 20;
+    o.checks = {"max_spread_pct=false", "max_gap_ms=false"};
+    CHECK(o.args() == std::vector<std::string>{"--duration", "0.4", "--workers", "2", "--settle", "20", "--check",
+                                               "max_spread_pct=false", "--check", "max_gap_ms=false"});
+    CHECK_NOTHROW(o.validate());
+    ScenarioJobOptions bad = o;
+    bad.checks = {"max_gap=1"};
+    CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("unknown check 'max_gap'"), Error);
+    bad = o;
+    bad.duration_s = 0;
+    CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("--duration 0"), Error);
+    ScenarioJobOptions sched = o;
+    sched.scheduler_guest_path = "/ktstr-sched/scx_simple";
+    sched.sched_args = {"-v"};
+    auto a = sched.args();
+    CHECK(std::find(a.begin(), a.end(), "--scheduler") != a.end());
+    CHECK(a.back() == "-v");
+
+    TempDir t;
+    write_file_atomic(t.path + "/scenario.json", catalog_scenario("steady").to_json().dump());
+    auto args = o.args();
+    args.insert(args.end(), {"--cgroup-root", t.path});
+    Captured c;
+    CHECK(run_scenario_job(args, t.path, c.fn()) == 0);
+    CHECK(c.events.front()["event"] == "scenario_start");
+    CHECK(c.events.front()["duration_s"] == 0.4);
+    CHECK(c.events.back()["passed"] == true);
+    CHECK(c.of("worker_report").size() == 4);
+}

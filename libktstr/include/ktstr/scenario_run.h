@@ -83,7 +83,12 @@ public:
     uint64_t total_iterations() const;
     // Tell workers their cgroup's cpuset changed (isolation bookkeeping).
     void bump_cpuset_epoch();
-    // SIGUSR1 all, read reports until `deadline_s` (one shared deadline), kill, reap.
+    // SIGUSR1 to every worker (an unstarted group is started and runs 500 ms
+    // first).  Idempotent; collect() does it when it was not done.
+    void request_stop();
+    // Read the reports for at most `deadline_s`, then kill and reap.  Stop
+    // several groups first and collect them after, so that they all stop
+    // at the same time and share one deadline.
     std::vector<WorkerReport> collect(double deadline_s = 5.0);
     void kill_all();                     // discard
 
@@ -93,7 +98,7 @@ private:
     std::vector<pid_t> pids_;
     std::vector<unique_fd> start_fds_, report_fds_;
     Mapping shared_;
-    bool started_ = false, done_ = false;
+    bool started_ = false, done_ = false, stop_sent_ = false;
 };
 
 // Run one worker loop in the calling process until *stop becomes true or

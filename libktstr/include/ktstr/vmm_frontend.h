@@ -21,6 +21,12 @@ public:
     // `event` must carry "event"; its other fields follow the stamp in order.
     void emit(const ojson &event);
     double elapsed() const { return seconds_since(t0_); }
+    // Send later events elsewhere (--exec keeps stdout for the command's output);
+    // nullptr drops them.
+    void set_output(FILE *out) {
+        std::lock_guard lk(mu_);
+        out_ = out;
+    }
 
 private:
     Clock::time_point t0_;

@@ -1,0 +1,20 @@
+#!/bin/bash
+# ktstr-vmm's scenario surface without booting: the catalog, bad input (exit 2).
+source "$(dirname "$0")/lib.sh"
+ktstr-vmm --help 2>/dev/null | grep -q -- '--scenario' || skip "ktstr-vmm has no --scenario (scenario integration not built)"
+
+list=$(ktstr-vmm --list-scenarios)
+for n in steady steady_llc oversubscribed cpuset_apply cpuset_clear cpuset_resize cgroup_add cgroup_remove \
+         affinity_pinned mixed_workloads; do
+    assert_contains "$list" "$n " "catalog lists $n"
+done
+run_rc ktstr-vmm --kernel /nonexistent --scenario stedy 2>"$TMP/err"
+assert_eq 2 "$RC" "unknown scenario: exit 2"
+assert_contains "$(cat "$TMP/err")" "unknown scenario 'stedy'" "unknown scenario named"
+echo '{"schema":"ktstr.scenario/1","name":"x","steps":[{"setup":[{"name":"a","cpuset":{"disjoint":{"index":2,"of":2}}}],"hold":{"ms":5}}]}' >"$TMP/bad.json"
+run_rc ktstr-vmm --kernel /nonexistent --scenario "$TMP/bad.json" 2>"$TMP/err"
+assert_eq 2 "$RC" "invalid scenario: exit 2"
+assert_contains "$(cat "$TMP/err")" "steps[0].setup[0].cpuset.disjoint.index: 2 must be below of=2" "field and value named"
+run_rc ktstr-vmm --kernel /nonexistent --scenario steady --check max_gap=3 2>"$TMP/err"
+assert_eq 2 "$RC" "bad --check: exit 2"
+assert_contains "$(cat "$TMP/err")" "unknown check 'max_gap'" "bad check named"
