@@ -34,6 +34,7 @@ const std::vector<cli::Option> &options() {
         {"kernel-log", 0, "", "verbose kernel log (earlyprintk, loglevel=7) instead of loglevel=0"},
         {"qemu", 0, "PATH", "TCG: the qemu-system-x86_64 to run"},
         {"qemu-machine", 0, "MACHINE", "TCG: QEMU machine (default microvm, pc for NUMA guests)"},
+        {"tcg-threads", 0, "MODE", "TCG: single (one host thread runs all vCPUs, default) or multi (a thread per vCPU)"},
         {"qemu-arg", 0, "ARG", "TCG: extra QEMU argument, verbatim", true},
         {"exec", 'e', "CMD", "run CMD in the guest (busybox sh -c) with the ktstr agent as /init; its output on stdout/stderr, exit with its status"},
         {"include", 'I', "HOST[:GUEST]", "with --exec: add a file to the guest (default /include-files/NAME, on PATH); ELF files bring their libraries", true},
@@ -100,6 +101,10 @@ VmConfig config_from(const cli::Args &a) {
     c.qemu_binary = a.get("qemu");
     c.qemu_machine = a.get("qemu-machine");
     c.qemu_extra_args = a.all("qemu-arg");
+    std::string threads = a.get("tcg-threads", "single");
+    if (threads != "single" && threads != "multi")
+        fail(ErrorKind::usage, "--tcg-threads: '", threads, "' is not valid (single or multi)");
+    c.tcg_multi_thread = threads == "multi";
     if (!a.positional().empty()) fail(ErrorKind::usage, "unexpected argument '", a.positional()[0], "' (see --help)");
     if (a.has("exec") && a.has("initrd"))
         fail(ErrorKind::usage, "--exec builds its own initramfs (the ktstr agent); drop --initrd");

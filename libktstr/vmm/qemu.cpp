@@ -93,10 +93,10 @@ std::vector<std::string> qemu_argv(const std::string &binary, const VmConfig &c,
     if (pc && machine.find("max-ram-below-4g") == std::string::npos)
         m += ",max-ram-below-4g=3G";                        // the same RAM split as microvm
     std::vector<std::string> a = {
-        binary, "-accel", "tcg", "-cpu", "max", "-machine", m,
+        binary, "-accel", c.tcg_multi_thread ? "tcg,thread=multi" : "tcg,thread=single", "-cpu", "max", "-machine", m,
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-S",   // paused until the layout is published (QMP "cont")
-        // Threads named "CPU N/TCG": the monitor finds vCPU threads by name too.
+        // Threads named "CPU N/TCG" (multi-threaded TCG): the monitor finds vCPU threads by name too.
         "-name", "ktstr-vmm,debug-threads=on",
         "-m", cat(plan.total() / MiB, "M"),
         "-smp", cat("cpus=", t.total_cpus(), ",sockets=", t.llcs, ",dies=1,cores=", t.cores_per_llc,

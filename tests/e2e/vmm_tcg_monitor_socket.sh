@@ -17,7 +17,7 @@ g++ -std=c++20 -O0 -I"$top/libktstr/include" -o "$TMP/client" "$top/tests/e2e/vm
 vmm_busybox_initrd "$TMP/initrd.cpio" '#!/bin/busybox sh
 /bin/busybox sleep 600'
 sock="$TMP/monitor.sock"
-ktstr-vmm --accel tcg --kernel "$KTSTR_FIXTURES" --initrd "$TMP/initrd.cpio" --topology 2n2l1c1t \
+ktstr-vmm --accel tcg --tcg-threads multi --kernel "$KTSTR_FIXTURES" --initrd "$TMP/initrd.cpio" --topology 2n2l1c1t \
     --timeout "$((wait_s + 30))" --monitor-socket "$sock" --json-layout --console "$TMP/console" \
     >"$TMP/events" 2>"$TMP/stderr" &
 vmm=$!

@@ -99,6 +99,12 @@ struct VmConfig {
     std::string qemu_binary;                     // "" = qemu-system-x86_64 from $PATH
     std::string qemu_machine;                    // "" = choose (see qemu_machine_for())
     std::vector<std::string> qemu_extra_args;    // appended verbatim (experiments, debugging)
+    // One host thread runs every vCPU ("single", the default) or one thread
+    // per vCPU ("multi", MTTCG).  Multi races with the kernel's int3-based
+    // code patching (static keys, alternatives): vCPUs execute stale
+    // translations and oops on a stray int3, as seen in 4 of 12 boots with
+    // 8 vCPUs here; single was reliable and no slower on 2 host cores.
+    bool tcg_multi_thread = false;
     // KVM only.
     std::string kvm_elf;                         // boot this ELF64 (a vmlinux, a test guest) through its
                                                  // entry point instead of kernel.bzimage ("" = the bzImage)
