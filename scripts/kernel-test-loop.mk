@@ -1,0 +1,50 @@
+# An example kernel test loop: rebuild a kernel tree, test it, compare with the
+# last good run.  Copy it beside your tree, or run it from the ktstr checkout:
+#
+#   make -f scripts/kernel-test-loop.mk KTREE=~/linux             # build + test + compare
+#   make -f scripts/kernel-test-loop.mk KTREE=~/linux SCHED=scx_simple,eevdf
+#   make -f scripts/kernel-test-loop.mk promote                   # accept the current run
+#
+# Each step is one ktstr tool (or the ktstr porcelain), so it can be changed
+# line by line.  ktstr-kbuild caches by source identity and config fragment:
+# an unchanged clean git tree is not rebuilt; a dirty tree is rebuilt
+# incrementally in its out-of-tree build directory.
+
+KTREE     ?= ../linux
+RESULTS   ?= ktstr-results
+TOPOLOGY  ?= 1n2l2c2t
+SCHED     ?= eevdf,scx_simple
+SCENARIOS ?= steady,cpuset_apply
+# The ktstr tools: from $PATH when installed, else this checkout's build.
+HERE      := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
+KTSTR_BIN ?= $(if $(shell command -v ktstr-vmm),,$(HERE)../build/bin/)
+KTSTR     ?= $(if $(KTSTR_BIN),$(HERE)ktstr,ktstr)
+
+.PHONY: all kernel test compare promote clean
+all: compare
+
+# Always ask kbuild: it answers from its cache in milliseconds when nothing changed.
+kernel:
+	mkdir -p $(RESULTS)
+	$(KTSTR_BIN)ktstr-kbuild build --source $(KTREE) --schedulers > $(RESULTS)/kernel.json.tmp
+	mv $(RESULTS)/kernel.json.tmp $(RESULTS)/kernel.json
+
+# Exit status 1 (a verdict failed) still leaves the run for compare to read.
+test: kernel
+	rm -rf $(RESULTS)/current
+	$(KTSTR) run --kernel $(RESULTS)/kernel.json --topology $(TOPOLOGY) --scheduler $(SCHED) \
+	    --scenario $(SCENARIOS) --out $(RESULTS)/current --junit $(RESULTS)/current.junit.xml \
+	    || [ $$? -eq 1 ]
+
+# A/B against the last good run; the first run has nothing to compare with.
+compare: test
+	@if [ -d $(RESULTS)/last-good ]; then \
+	    $(KTSTR_BIN)ktstr-report compare $(RESULTS)/last-good $(RESULTS)/current; \
+	else echo "no $(RESULTS)/last-good yet: 'make -f $(firstword $(MAKEFILE_LIST)) promote' after a good run"; fi
+
+promote:
+	$(KTSTR_BIN)ktstr-report $(RESULTS)/current > /dev/null
+	rm -rf $(RESULTS)/last-good && cp -a $(RESULTS)/current $(RESULTS)/last-good
+
+clean:
+	rm -rf $(RESULTS)
