@@ -37,7 +37,8 @@ const std::vector<cli::Option> &options() {
         {"tcg-threads", 0, "MODE", "TCG: single (one host thread runs all vCPUs, default) or multi (a thread per vCPU)"},
         {"qemu-arg", 0, "ARG", "TCG: extra QEMU argument, verbatim", true},
         {"exec", 'e', "CMD", "run CMD in the guest (busybox sh -c) with the ktstr agent as /init; its output on stdout/stderr, exit with its status"},
-        {"include", 'I', "HOST[:GUEST]", "with --exec: add a file to the guest (default /include-files/NAME, on PATH); ELF files bring their libraries", true},
+        {"shell", 0, "", "an interactive shell in the guest on this terminal (the agent as /init, COM2 as its tty); exit with its status"},
+        {"include", 'I', "HOST[:GUEST]", "with --exec or --shell: add a file to the guest (default /include-files/NAME, on PATH); ELF files bring their libraries", true},
         {"events", 0, "FILE", "with --exec: write the ktstr.vmm/1 events to FILE (stdout carries the command's output)"},
         {"no-ring", 0, "", "with --exec: the agent reports over COM2 only (tests the fallback)"},
         {"elf", 0, "FILE", "KVM: boot this ELF64 (the kernel's vmlinux, or a test guest) through its entry point "
@@ -95,7 +96,7 @@ VmConfig config_from(const cli::Args &a) {
     for (auto &n : c.topology.nodes) explicit_sum += n.memory_mb;
     c.memory_mb = a.get_u64("memory-mb", explicit_sum ? explicit_sum : 512);
     c.shm_size = a.get_u64("shm-mb", 16) * MiB;
-    c.timeout_s = a.get_double("timeout", 60);
+    c.timeout_s = a.get_double("timeout", a.has("shell") ? 0 : 60);   // a person at a shell takes their time
     c.kaslr = !a.has("nokaslr");
     c.kernel_verbose = a.has("kernel-log");
     c.qemu_binary = a.get("qemu");
@@ -106,10 +107,14 @@ VmConfig config_from(const cli::Args &a) {
         fail(ErrorKind::usage, "--tcg-threads: '", threads, "' is not valid (single or multi)");
     c.tcg_multi_thread = threads == "multi";
     if (!a.positional().empty()) fail(ErrorKind::usage, "unexpected argument '", a.positional()[0], "' (see --help)");
+    if (a.has("shell") && a.has("exec")) fail(ErrorKind::usage, "--shell and --exec exclude each other");
+    if (a.has("shell") && a.has("initrd")) fail(ErrorKind::usage, "--shell builds its own initramfs (the ktstr agent); drop --initrd");
+    if (a.has("shell") && a.has("no-ring")) fail(ErrorKind::usage, "--shell needs the ring (COM2 is the shell's terminal); drop --no-ring");
     if (a.has("exec") && a.has("initrd"))
         fail(ErrorKind::usage, "--exec builds its own initramfs (the ktstr agent); drop --initrd");
     for (const char *o : {"include", "events", "no-ring"})
-        if (a.has(o) && !a.has("exec")) fail(ErrorKind::usage, "--", o, " needs --exec");
+        if (a.has(o) && !a.has("exec") && !(a.has("shell") && std::string(o) != "no-ring"))
+            fail(ErrorKind::usage, "--", o, " needs --exec", std::string(o) != "no-ring" ? " or --shell" : "");
     if (a.has("no-ring")) c.cmdline_extra.push_back("ktstr.ring=off");
     validate_config(c);
     return c;
@@ -123,6 +128,8 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     AccelChoice choice = choose_accel(config.accel);
     if (config.accel == Accel::automatic) log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
     config.accel = choice.accel;
+    if (a.has("shell") && config.accel == Accel::kvm)
+        fail(ErrorKind::usage, "--shell: the KVM accelerator has no COM2 input yet; use --accel tcg");
 
     StopSource stop;
     auto signal_guard = stop.install_signal_handlers();
@@ -154,9 +161,18 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     // the events go to --events FILE or nowhere.
     std::optional<GuestImage> image;
     FILE *events_file = nullptr;
-    if (a.has("exec")) {
+    std::optional<RawTerminal> raw_terminal;
+    if (a.has("shell")) {
+        // COM2 is the shell's tty: our stdin goes there (once the shell is up), its
+        // output comes to our stdout; the terminal's size and type go along.
+        config.com2_input_fd = STDIN_FILENO;
+        for (auto &w : shell_environment(STDIN_FILENO)) config.cmdline_extra.push_back(w);
+        if (::isatty(STDIN_FILENO)) raw_terminal.emplace(STDIN_FILENO);
+    }
+    if (a.has("exec") || a.has("shell")) {
         initramfs::JobSpec job;
-        job.exec_cmd = a.get("exec");
+        if (a.has("shell")) job.kind = "shell";
+        else job.exec_cmd = a.get("exec");
         std::vector<initramfs::Include> includes;
         for (auto &i : a.all("include")) includes.push_back(initramfs::parse_include(i));
         image.emplace(job, includes);
@@ -172,10 +188,12 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         gopt.out_fd = STDOUT_FILENO;
         gopt.err_fd = STDERR_FILENO;
     }
+    if (a.has("shell")) gopt.com2_raw_fd = STDOUT_FILENO;
     GuestJobObserver guest(events, gopt);
     observers.add(&guest);
 
     ExitResult result = run_vm(config, observers, stop);
+    raw_terminal.reset();
     int code = process_exit_code(result);
     if (image) {
         int status = exec_exit_status(result);

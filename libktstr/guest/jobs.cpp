@@ -134,6 +134,9 @@ int run_shell(JobContext &ctx) {
         ::ioctl(tty, TIOCSWINSZ, &ws);
     }
     std::string term = getenv("KTSTR_TERM") ? getenv("KTSTR_TERM") : "linux";
+    // The host forwards its terminal only from here on: the tty is set up, so
+    // what it sends waits in the line discipline until the shell reads it.
+    if (ctx.emit) ctx.emit(ojson{{"event", "shell_ready"}});
     pid_t pid = ::fork();
     if (pid < 0) return 255;
     if (pid == 0) {

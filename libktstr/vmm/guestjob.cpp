@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 namespace ktstr::vmm {
@@ -55,7 +56,9 @@ GuestJobObserver::GuestJobObserver(EventStream &events, Options opt)
                 [this](const std::string &text) {
                     // EVNT payloads were validated as objects with a string "event"
                     ojson ev = ojson::parse(text, nullptr, false);
-                    if (!ev.is_discarded()) events_.emit(ev);
+                    if (ev.is_discarded()) return;
+                    if (ev.value("event", "") == "shell_ready") shell_ready_ = true;
+                    events_.emit(ev);
                 },
                 [this](std::string_view line) {
                     if (opt_.print_diagnostics) log::info("guest: ", line);
@@ -73,7 +76,10 @@ void GuestJobObserver::on_ram_ready(const GuestRam &ram, const Layout &l) {
     shm_size_ = size_t(l.shm->size);
 }
 
-void GuestJobObserver::on_com2(std::string_view b) { session_.on_com2(b); }
+void GuestJobObserver::on_com2(std::string_view b) {
+    if (opt_.com2_raw_fd >= 0) write_fd(opt_.com2_raw_fd, b);   // the shell's terminal
+    else session_.on_com2(b);
+}
 
 void GuestJobObserver::on_tick(const GuestRam &, StopSource &) { session_.poll_ring(shm_, shm_size_); }
 
@@ -100,6 +106,32 @@ void GuestJobObserver::on_exit(const GuestRam &, ExitResult &r) {
         std::string why = o.diagnosis();
         r.detail = r.detail.empty() ? why : cat(r.detail, "; ", why);
     }
+}
+
+std::vector<std::string> shell_environment(int fd) {
+    std::vector<std::string> words;
+    struct winsize ws{};
+    if (::isatty(fd) && ::ioctl(fd, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+        words.push_back(cat("KTSTR_ROWS=", ws.ws_row));
+        words.push_back(cat("KTSTR_COLS=", ws.ws_col));
+    }
+    const char *term = std::getenv("TERM");
+    // A command-line word cannot hold spaces or quotes; such a TERM is not real anyway.
+    if (term && *term && std::string_view(term).find_first_of(" \t\"'") == std::string_view::npos)
+        words.push_back(cat("KTSTR_TERM=", term));
+    return words;
+}
+
+RawTerminal::RawTerminal(int fd) : fd_(fd) {
+    if (::tcgetattr(fd_, &old_) != 0) return;
+    saved_ = true;
+    ::termios raw = old_;
+    ::cfmakeraw(&raw);
+    ::tcsetattr(fd_, TCSANOW, &raw);
+}
+
+RawTerminal::~RawTerminal() {
+    if (saved_) ::tcsetattr(fd_, TCSANOW, &old_);
 }
 
 int exec_exit_status(const ExitResult &r) {

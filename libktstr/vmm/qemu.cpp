@@ -127,7 +127,8 @@ std::vector<std::string> qemu_argv(const std::string &binary, const VmConfig &c,
         a.push_back("memory-backend=ram-node0");
     }
     a.insert(a.end(), {"-chardev", cat("file,id=com1,path=/proc/self/fd/", fds.com1), "-serial", "chardev:com1"});
-    a.insert(a.end(), {"-chardev", cat("file,id=com2,path=/proc/self/fd/", fds.com2)});
+    a.insert(a.end(), {"-chardev", fds.com2_socket ? cat("socket,id=com2,fd=", fds.com2)
+                                                   : cat("file,id=com2,path=/proc/self/fd/", fds.com2)});
     if (microvm)   // microvm creates one ISA UART; add COM2 at its legacy port and IRQ
         a.insert(a.end(), {"-device", "isa-serial,chardev=com2,iobase=0x2f8,irq=3"});
     else
@@ -236,6 +237,14 @@ struct Pipe {
     static Pipe make() {
         int p[2];
         if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(ErrorKind::environment, "pipe");
+        Pipe x{unique_fd(p[0]), unique_fd(p[1])};
+        ::fcntl(p[0], F_SETFL, O_NONBLOCK);
+        return x;
+    }
+    // Both directions: `read` is ours (we also write into it), `write` is QEMU's.
+    static Pipe make_socket() {
+        int p[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) != 0) fail_errno(ErrorKind::environment, "socketpair");
         Pipe x{unique_fd(p[0]), unique_fd(p[1])};
         ::fcntl(p[0], F_SETFL, O_NONBLOCK);
         return x;
@@ -400,7 +409,8 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
     layout.cmdline = cmdline;
     observer.on_ram_ready(ram, layout);
 
-    Pipe com1 = Pipe::make(), com2 = Pipe::make();
+    const bool com2_input = c.com2_input_fd >= 0;
+    Pipe com1 = Pipe::make(), com2 = com2_input ? Pipe::make_socket() : Pipe::make();
     int sp[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) fail_errno(ErrorKind::environment, "socketpair");
     unique_fd qmp_ours(sp[0]), qmp_theirs(sp[1]);
@@ -409,6 +419,7 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
     qfds.ram = ram.fds();
     qfds.com1 = com1.write.get();
     qfds.com2 = com2.write.get();
+    qfds.com2_socket = com2_input;
     qfds.qmp = qmp_theirs.get();
     std::vector<std::string> argv = qemu_argv(qemu_path, c, plan, machine, cmdline, qfds);
     log::debug("starting ", shell_join(argv));
@@ -526,8 +537,29 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
     if (!qmp.send(R"({"execute":"cont"})")) qemu_died("before the guest started");
 
     // Supervise: console, COM2, QMP events, stderr, stop requests, the deadline.
-    bool com1_open = true, com2_open = true, qmp_open = true, err_open = true;
+    bool com1_open = true, com2_open = true, qmp_open = true, err_open = true, input_open = com2_input;
     std::optional<ExitReason> stop_reason;
+    // Input for COM2 (the guest's shell): forwarded as it comes; at EOF one EOT,
+    // which the guest tty turns into end-of-file for the shell.
+    auto forward_input = [&]() {
+        char buf[4096];
+        ssize_t n = ::read(c.com2_input_fd, buf, sizeof buf);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
+        if (n <= 0) {
+            input_open = false;
+            static const char eot = 4;
+            (void)::send(com2.read.get(), &eot, 1, MSG_NOSIGNAL);
+            return;
+        }
+        std::string_view rest(buf, size_t(n));
+        while (!rest.empty()) {
+            ssize_t w = ::send(com2.read.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
+            if (w > 0) { rest.remove_prefix(size_t(w)); continue; }
+            if (w < 0 && (errno == EINTR || errno == EAGAIN)) { pollfd o{com2.read.get(), POLLOUT, 0}; ::poll(&o, 1, 100); continue; }
+            input_open = false;   // QEMU is gone
+            return;
+        }
+    };
     Clock::time_point quit_sent{};
     bool quitting = false;
     auto next_tick = Clock::now();
@@ -558,6 +590,7 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
         std::vector<pollfd> pf;
         if (com1_open) pf.push_back({com1.read.get(), POLLIN, 0});
         if (com2_open) pf.push_back({com2.read.get(), POLLIN, 0});
+        if (input_open && observer.wants_com2_input()) pf.push_back({c.com2_input_fd, POLLIN, 0});
         if (qmp_open) pf.push_back({qmp.fd(), POLLIN, 0});
         if (err_open) pf.push_back({child.stderr_fd(), POLLIN, 0});
         pf.push_back({stop.fd(), POLLIN, 0});
@@ -572,6 +605,7 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
             if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
             if (p.fd == com1.read.get()) com1_open = drain(p.fd, on_console);
             else if (p.fd == com2.read.get()) com2_open = drain(p.fd, on_com2);
+            else if (input_open && p.fd == c.com2_input_fd) forward_input();
             else if (p.fd == child.stderr_fd()) err_open = drain(p.fd, on_stderr);
             else if (p.fd == qmp.fd()) {
                 std::vector<json> msgs;

@@ -262,5 +262,10 @@ void ObserverList::on_tick(const GuestRam &ram, StopSource &s) {
 void ObserverList::on_exit(const GuestRam &ram, ExitResult &r) {
     for (auto *o : list_) o->on_exit(ram, r);
 }
+bool ObserverList::wants_com2_input() const {
+    for (auto *o : list_)
+        if (!o->wants_com2_input()) return false;
+    return true;
+}
 
 } // namespace ktstr::vmm

@@ -95,6 +95,8 @@ struct VmConfig {
     uint64_t memory_mb = 512;
     uint64_t shm_size = 16 * MiB;                // guest<->host shared region; 0 = none
     double timeout_s = 60;                       // wall clock from start; 0 = none
+    int com2_input_fd = -1;                      // bytes read here go to the guest's COM2 (an
+                                                 // interactive shell); at EOF an EOT (^D) is sent
     // TCG only.
     std::string qemu_binary;                     // "" = qemu-system-x86_64 from $PATH
     std::string qemu_machine;                    // "" = choose (see qemu_machine_for())
@@ -261,6 +263,9 @@ public:
     // Last word before run_vm() returns; RAM is still mapped (final ring drain)
     // and the guest is gone.  May set guest_exit_code, detail, extra.
     virtual void on_exit(const GuestRam &, ExitResult &) {}
+    // VmConfig::com2_input_fd is forwarded to the guest only while this holds
+    // (the guest's shell is up: bytes sent earlier would be lost in the UART).
+    virtual bool wants_com2_input() const { return true; }
 };
 inline constexpr double TICK_INTERVAL_S = 0.1;
 
@@ -275,6 +280,7 @@ public:
     void on_com2(std::string_view b) override;
     void on_tick(const GuestRam &ram, StopSource &s) override;
     void on_exit(const GuestRam &ram, ExitResult &r) override;
+    bool wants_com2_input() const override;
 
 private:
     std::vector<Observer *> list_;

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <termios.h>
+
 #include "ktstr/initramfs.h"
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
@@ -39,6 +41,8 @@ public:
         int out_fd = -1;            // job stdout (OUTP); -1 drops it
         int err_fd = -1;            // job stderr (ERRP); -1 drops it
         bool print_diagnostics = true;   // guest text lines on COM2 -> log::info
+        int com2_raw_fd = -1;       // --shell: COM2 is the shell's terminal; its bytes go
+                                    // here verbatim, and input waits for "shell_ready"
     };
     GuestJobObserver(EventStream &events, Options opt);
 
@@ -46,6 +50,7 @@ public:
     void on_com2(std::string_view b) override;
     void on_tick(const GuestRam &ram, StopSource &stop) override;
     void on_exit(const GuestRam &ram, ExitResult &r) override;
+    bool wants_com2_input() const override { return opt_.com2_raw_fd < 0 || shell_ready_; }
 
     const wire::HostSession &session() const { return session_; }
 
@@ -55,6 +60,27 @@ private:
     wire::HostSession session_;
     uint8_t *shm_ = nullptr;
     size_t shm_size_ = 0;
+    bool shell_ready_ = false;
+};
+
+// --shell: kernel command-line words the agent receives as environment (unknown
+// KEY=VALUE words become init's environment): the terminal's rows and columns
+// when `fd` is a terminal, and $TERM when set.
+std::vector<std::string> shell_environment(int fd);
+
+// --shell: the terminal in raw mode (keys such as ^C go to the guest) for the
+// object's lifetime; the previous mode is restored on destruction.
+class RawTerminal {
+public:
+    explicit RawTerminal(int fd);
+    ~RawTerminal();
+    RawTerminal(const RawTerminal &) = delete;
+    RawTerminal &operator=(const RawTerminal &) = delete;
+
+private:
+    int fd_;
+    bool saved_ = false;
+    ::termios old_{};
 };
 
 // --exec's process status: the guest command's own status, 255 when it is unknown.
