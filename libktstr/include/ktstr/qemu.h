@@ -46,8 +46,8 @@ struct QemuFds {
     std::vector<int> ram;      // one per MemoryPlan::fd_sizes entry
     int com1 = -1;             // write end of the console pipe
     int com2 = -1;             // write end of the COM2 pipe, or QEMU's end of a socketpair
-    bool com2_socket = false;  // com2 is a socket (bidirectional: --shell input)
     int qmp = -1;              // QEMU's end of the QMP socketpair
+    bool com2_socket = false;  // com2 is a socket (bidirectional: --shell input)
 };
 
 // The complete argv (argv[0] = binary).
