@@ -406,11 +406,49 @@ TEST_CASE("the agent's scenario job: host-side arguments, guest-side run") {
     TempDir t;
     write_file_atomic(t.path + "/scenario.json", catalog_scenario("steady").to_json().dump());
     auto args = o.args();
-    args.insert(args.end(), {"--cgroup-root", t.path});
+    // Outside the guest's PID 1 both roots are required: never the host's own.
+    Captured refused;
+    CHECK_THROWS_WITH_AS(run_scenario_job(args, t.path, refused.fn()), doctest::Contains("--cgroup-root and --proc-sys"),
+                         Error);
+    CHECK(refused.events.empty());
+    args.insert(args.end(), {"--cgroup-root", t.path, "--proc-sys", t.path + "/sys"});
     Captured c;
     CHECK(run_scenario_job(args, t.path, c.fn()) == 0);
     CHECK(c.events.front()["event"] == "scenario_start");
     CHECK(c.events.front()["duration_s"] == 0.4);
     CHECK(c.events.back()["passed"] == true);
     CHECK(c.of("worker_report").size() == 4);
+
+    // Several scenarios: job files scenario.json, scenario-2.json, run in order; the
+    // job's status is the worst of theirs (a scenario invalid on this guest: 2).
+    ScenarioJobOptions two = o;
+    two.scenario_count = 2;
+    auto a2 = two.args();
+    CHECK(std::count(a2.begin(), a2.end(), "--file") == 2);
+    CHECK(std::find(a2.begin(), a2.end(), "scenario-2.json") != a2.end());
+    CHECK(job_scenario_file(0) == "scenario.json");
+    CHECK(job_scenario_file(1) == "scenario-2.json");
+    write_file_atomic(t.path + "/scenario-2.json",
+                      R"({"schema":"ktstr.scenario/1","name":"toobig","steps":[{"setup":[{"name":"a","cpuset":{"exact":[4096]}}],"hold":{"ms":10}}]})");
+    a2.insert(a2.end(), {"--cgroup-root", t.path, "--proc-sys", t.path + "/sys"});
+    Captured c2;
+    CHECK(run_scenario_job(a2, t.path, c2.fn()) == JOB_EXIT_BAD_INPUT);
+    auto ends = c2.of("scenario_end");
+    REQUIRE(ends.size() == 2);
+    CHECK(ends[0]["scenario"] == "steady");
+    CHECK(ends[0]["passed"] == true);
+    CHECK(ends[1]["scenario"] == "toobig");
+    CHECK(ends[1]["passed"] == false);
+    CHECK(ends[1]["exit_code"] == JOB_EXIT_BAD_INPUT);
+    CHECK(ends[1]["details"][0]["message"].get<std::string>().find("could not run") != std::string::npos);
+}
+
+TEST_CASE("run_scenario refuses to run without explicit cgroup and sysctl roots") {
+    RunOptions o;   // defaults: nothing set, so no host side effects by omission
+    CHECK(o.cgroup_root.empty());
+    CHECK(o.proc_sys.empty());
+    Captured c;
+    CHECK_THROWS_WITH_AS(run_scenario(catalog_scenario("steady"), CpuLayout::parse("1n1l2c1t"), o, c.fn()),
+                         doctest::Contains("cgroup_root and .proc_sys must be set"), Error);
+    CHECK(c.events.empty());
 }

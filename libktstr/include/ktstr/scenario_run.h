@@ -157,9 +157,13 @@ std::string sched_ext_state(const std::string &dir = "/sys/kernel/sched_ext");
 
 struct RunOptions {
     RunContext ctx;
-    std::string cgroup_root = "/sys/fs/cgroup";
+    // Where the run's side effects land: no defaults on purpose.  The guest job passes
+    // /sys/fs/cgroup and /proc/sys; tests pass scratch directories.  run_scenario()
+    // refuses to run without both, so no caller touches the machine's real cgroups or
+    // sysctls by forgetting to set them.
+    std::string cgroup_root;
     std::string cgroup_parent = "ktstr";
-    std::string proc_sys = "/proc/sys";
+    std::string proc_sys;
     CheckConfig check_overrides;           // top layer (command line)
     Scheduler *scheduler = nullptr;        // null: EEVDF
     double collect_deadline_s = 5;
