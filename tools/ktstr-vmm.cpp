@@ -25,7 +25,7 @@ const std::vector<cli::Option> &options() {
         {"topology", 't', "TOPO", "NnLlCcTt (e.g. 2n2l2c1t) or a ktstr.topology/1 JSON file (default 1n1l2c1t)"},
         {"memory-mb", 'm', "MIB", "guest memory in MiB (default 512, or the topology's node sum)"},
         {"shm-mb", 0, "MIB", "guest<->host shared region in MiB, 0 for none (default 16)"},
-        {"timeout", 0, "SECONDS", "stop the guest after this long, exit 3 (default 60, 0 = never; with --scenario 60 + per scenario its duration + settle + 30)"},
+        {"timeout", 0, "SECONDS", "stop the guest after this long, exit 3 (default 60, 0 = never; with --scenario 60 + per scenario its duration + settle + 30 + --sched-timeout)"},
         {"accel", 'a', "ACCEL", "kvm, tcg or auto (default auto: KVM only at hardware speed)"},
         {"console", 0, "FILE", "kernel console (COM1) to FILE instead of stderr ('none' drops it)"},
         {"com2", 0, "FILE", "raw COM2 (ttyS1) bytes to FILE"},

@@ -60,7 +60,8 @@ void ScenarioJobOptions::validate() const {
         fail(ErrorKind::usage, "--duration ", duration_s, ": expected seconds, more than 0");
     if (workers_per_cgroup == 0 || workers_per_cgroup > 4096)
         fail(ErrorKind::usage, "--workers ", workers_per_cgroup, ": expected 1..4096");
-    if (!(enable_timeout_s > 0)) fail(ErrorKind::usage, "--sched-timeout ", enable_timeout_s, ": expected seconds, more than 0");
+    if (!(enable_timeout_s > 0) || enable_timeout_s > 3600)
+        fail(ErrorKind::usage, "--sched-timeout ", enable_timeout_s, ": expected seconds, more than 0 and at most 3600");
     CheckConfig c;
     for (auto &s : checks) c.set_from_text(s);   // names the bad one
 }

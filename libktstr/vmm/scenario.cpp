@@ -62,7 +62,9 @@ std::vector<initramfs::Include> scenario_includes(const ScenarioRequest &req) {
 
 double scenario_default_timeout_s(const ScenarioRequest &req) {
     const auto &o = req.options;
-    return 60 + static_cast<double>(req.scenarios.size()) * (o.duration_s + static_cast<double>(o.settle_ms) / 1000 + 30);
+    double per = o.duration_s + static_cast<double>(o.settle_ms) / 1000 + 30;
+    if (!req.scheduler.empty()) per += o.enable_timeout_s;
+    return 60 + static_cast<double>(req.scenarios.size()) * per;
 }
 
 // ---- the guest's events -> exit status ----------------------------------------------

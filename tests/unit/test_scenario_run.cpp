@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <thread>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -230,6 +231,34 @@ TEST_CASE("scheduler lifecycle: attach, death with its output, refusal to start"
     graceful->stop();
     CHECK(graceful->end_record()["status"] == "stopped");
     CHECK(graceful->end_record()["output_tail"].get<std::string>().find("EXIT: unregistered") != std::string::npos);
+}
+
+TEST_CASE("scheduler end record waits for the kernel's side of a kill (state, reason line)") {
+    // After a SIGKILL the kernel reports 'disabling' while the process exits, and logs
+    // 'disabled (<reason>)' only later: a record taken at the first sign of death must
+    // still carry the wait status and the kernel's reason.
+    TempDir t;
+    SchedulerOptions o = sched_opts(t, ATTACH);
+    o.kmsg_path = t.path + "/kmsg";
+    write_file_atomic(o.kmsg_path, "6,1,1,-;boot noise\n");
+    auto s = Scheduler::start(o);
+    write_file_atomic(t.path + "/sched_ext/state", "disabling\n");
+    s->signal(SIGKILL);
+    std::thread kernel([&] {
+        usleep(300000);
+        write_file_atomic(t.path + "/sched_ext/state", "disabled\n");
+        FILE *f = fopen(o.kmsg_path.c_str(), "a");
+        fputs("6,2,2,-;sched_ext: BPF scheduler \"fake\" disabled (unregistered from user space)\n", f);
+        fclose(f);
+    });
+    CHECK_FALSE(s->alive());
+    ojson end = s->end_record();
+    kernel.join();
+    CHECK(end["exit"] == "killed by signal 9 (Killed)");
+    CHECK(end["status"] == "exited");
+    CHECK(end["sched_ext_state"] == "disabled");
+    CHECK(end["exit_kind"] == "unregistered from user space");
+    CHECK(s->describe_end().find("killed by signal 9 (Killed); sched_ext state 'disabled'; kernel: disabled (unregistered from user space)") == 0);
 }
 
 namespace {

@@ -19,9 +19,9 @@ inline constexpr const char *GUEST_SCHED_DIR = "/ktstr-sched";
 // The job's exit status: 0 every scenario passed or skipped, 1 a check failed (or the
 // scheduler under test never attached), 2 a scenario is invalid on this guest, 3 a
 // scenario could not run (environment).  The worst of all scenarios wins.
-inline constexpr int JOB_EXIT_FAILED = 1;
-inline constexpr int JOB_EXIT_BAD_INPUT = 2;
-inline constexpr int JOB_EXIT_ENVIRONMENT = 3;
+inline constexpr int JOB_EXIT_FAILED = EXIT_VERDICT_FAILED;
+inline constexpr int JOB_EXIT_BAD_INPUT = EXIT_USAGE;
+inline constexpr int JOB_EXIT_ENVIRONMENT = EXIT_ENVIRONMENT;
 
 // Job file name of the i-th scenario (0-based): scenario.json, scenario-2.json, ...
 std::string job_scenario_file(size_t index);

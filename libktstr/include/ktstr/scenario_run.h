@@ -114,6 +114,10 @@ struct SchedulerOptions {
     std::string sched_ext_dir = "/sys/kernel/sched_ext";
     std::string log_path = "/tmp/ktstr-sched.log";
     std::string kmsg_path = "/dev/kmsg";
+    // Once it has stopped running: how long to wait for the whole story (its wait status,
+    // sched_ext past "disabling", the kernel's "disabled (<reason>)" line), which arrive in
+    // no fixed order after a kill.
+    double end_grace_s = 3;
 };
 
 class Scheduler {
@@ -140,6 +144,8 @@ private:
     Scheduler() = default;
     void reap(bool block);
     void read_kmsg();
+    bool kernel_reason_seen() const;
+    void settle_end();
     SchedulerOptions opt_;
     pid_t pid_ = -1;
     std::optional<int> status_;
@@ -148,6 +154,7 @@ private:
     unique_fd kmsg_;
     std::vector<std::string> kernel_lines_;
     bool stopped_by_us_ = false;
+    bool end_settled_ = false;
 };
 
 // Current sched_ext state ("enabled", "disabled", ...; "" when absent).

@@ -38,7 +38,8 @@ initramfs::JobSpec scenario_job_spec(const ScenarioRequest &req);
 std::vector<initramfs::Include> scenario_includes(const ScenarioRequest &req);
 
 // Default --timeout for a scenario run: boot and teardown allowance (60 s) plus, per
-// scenario, its duration, settle and 30 s for scheduler start and collection.
+// scenario, its duration, settle, 30 s for setup and collection and, with a scheduler,
+// its enable timeout.
 double scenario_default_timeout_s(const ScenarioRequest &req);
 
 // Follows the guest's events and decides the run's exit status:
