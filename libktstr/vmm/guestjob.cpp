@@ -59,6 +59,7 @@ GuestJobObserver::GuestJobObserver(EventStream &events, Options opt)
                     if (ev.is_discarded()) return;
                     if (ev.value("event", "") == "shell_ready") shell_ready_ = true;
                     events_.emit(ev);
+                    if (opt_.on_event) opt_.on_event(ev);
                 },
                 [this](std::string_view line) {
                     if (opt_.print_diagnostics) log::info("guest: ", line);

@@ -5,6 +5,7 @@
 // Accelerator-neutral: it only sees guest RAM and COM2 bytes.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,7 @@ public:
         bool print_diagnostics = true;   // guest text lines on COM2 -> log::info
         int com2_raw_fd = -1;       // --shell: COM2 is the shell's terminal; its bytes go
                                     // here verbatim, and input waits for "shell_ready"
+        std::function<void(const ojson &)> on_event;   // each guest event, after it was printed
     };
     GuestJobObserver(EventStream &events, Options opt);
 
