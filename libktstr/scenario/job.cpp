@@ -143,6 +143,13 @@ int run_one(const Scenario &s, const CpuLayout &layout, const RunOptions &base, 
 
 int run_scenario_job(const std::vector<std::string> &argv, const std::string &job_root, const EmitFn &emit) {
     cli::Args a = cli::parse(argv, job_options());
+    // The run writes cgroups, sysctls and scheduling policies.  Only the guest's PID 1 (the
+    // agent, which runs jobs in its own process) may default to the real ones; anywhere
+    // else (unit tests run as root on a developer's host) both roots must be given.
+    const bool in_guest = ::getpid() == 1;
+    if (!in_guest && (!a.has("cgroup-root") || !a.has("proc-sys")))
+        fail(ErrorKind::usage, "the scenario job runs inside the ktstr guest; elsewhere give --cgroup-root and "
+                               "--proc-sys (a scratch directory, not the host's)");
     std::string root = job_root.empty() || job_root.back() == '/' ? job_root : job_root + "/";
     std::vector<std::string> files = a.all("file");
     if (files.empty()) files.push_back(JOB_SCENARIO_FILE);
@@ -155,13 +162,6 @@ int run_scenario_job(const std::vector<std::string> &argv, const std::string &jo
     opt.ctx.duration_s = a.get_double("duration", opt.ctx.duration_s);
     opt.ctx.workers_per_cgroup = static_cast<uint32_t>(a.get_u64("workers", opt.ctx.workers_per_cgroup));
     opt.ctx.settle_ms = a.get_u64("settle", opt.ctx.settle_ms);
-    // The run writes cgroups, sysctls and scheduling policies.  Only the guest's PID 1 (the
-    // agent, which runs jobs in its own process) may default to the real ones; anywhere
-    // else (unit tests run as root on a developer's host) both roots must be given.
-    const bool in_guest = ::getpid() == 1;
-    if (!in_guest && (!a.has("cgroup-root") || !a.has("proc-sys")))
-        fail(ErrorKind::usage, "the scenario job runs inside the ktstr guest; elsewhere give --cgroup-root and "
-                               "--proc-sys (a scratch directory, not the host's)");
     opt.cgroup_root = a.get("cgroup-root", "/sys/fs/cgroup");
     opt.proc_sys = a.get("proc-sys", "/proc/sys");
     for (auto &c : a.all("check")) opt.check_overrides.set_from_text(c);
