@@ -9,7 +9,7 @@ PACKAGES="
 g++ make pkg-config
 libbpf-dev libelf-dev nlohmann-json3-dev liblz4-dev zlib1g-dev doctest-dev
 qemu-system-x86 busybox-static
-cpio lz4 jq xz-utils libxml2-utils
+cpio lz4 jq xz-utils libxml2-utils groff-base
 bc bison flex libssl-dev dwarves
 linux-source-6.12
 clang-16 llvm-16

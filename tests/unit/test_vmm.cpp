@@ -158,7 +158,7 @@ TEST_CASE("QEMU argv: 1n1l2c1t on microvm with one memfd as the machine's RAM") 
     auto argv = qemu_argv("qemu", c, plan, qemu_machine_for(c.topology, ""), "console=ttyS0", fds);
     CHECK(argv[0] == "qemu");
     CHECK(values_of(argv, "-machine") == std::vector<std::string>{"microvm,acpi=on", "memory-backend=ram-node0"});
-    CHECK(values_of(argv, "-accel") == std::vector<std::string>{"tcg"});
+    CHECK(values_of(argv, "-accel") == std::vector<std::string>{"tcg,thread=single"});
     CHECK(values_of(argv, "-smp") == std::vector<std::string>{"cpus=2,sockets=1,dies=1,cores=2,threads=1"});
     CHECK(values_of(argv, "-m") == std::vector<std::string>{"512M"});
     CHECK(values_of(argv, "-object") ==
