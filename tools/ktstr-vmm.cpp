@@ -10,6 +10,7 @@
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
 #include "ktstr/vmm_guest.h"
+#include "ktstr/vmm_scenario.h"
 
 using namespace ktstr;
 using namespace ktstr::vmm;
@@ -24,7 +25,7 @@ const std::vector<cli::Option> &options() {
         {"topology", 't', "TOPO", "NnLlCcTt (e.g. 2n2l2c1t) or a ktstr.topology/1 JSON file (default 1n1l2c1t)"},
         {"memory-mb", 'm', "MIB", "guest memory in MiB (default 512, or the topology's node sum)"},
         {"shm-mb", 0, "MIB", "guest<->host shared region in MiB, 0 for none (default 16)"},
-        {"timeout", 0, "SECONDS", "stop the guest after this long, exit 3 (default 60, 0 = never)"},
+        {"timeout", 0, "SECONDS", "stop the guest after this long, exit 3 (default 60, 0 = never; with --scenario 60 + per scenario its duration + settle + 30 + --sched-timeout)"},
         {"accel", 'a', "ACCEL", "kvm, tcg or auto (default auto: KVM only at hardware speed)"},
         {"console", 0, "FILE", "kernel console (COM1) to FILE instead of stderr ('none' drops it)"},
         {"com2", 0, "FILE", "raw COM2 (ttyS1) bytes to FILE"},
@@ -42,6 +43,18 @@ const std::vector<cli::Option> &options() {
         {"no-ring", 0, "", "with --exec: the agent reports over COM2 only (tests the fallback)"},
         {"elf", 0, "FILE", "KVM: boot this ELF64 (the kernel's vmlinux, or a test guest) through its entry point "
                            "instead of the bzImage; 'vmlinux' = the kernel's own (--kernel optional with a FILE)"},
+        {"scenario", 's', "NAME|FILE", "run a canned scenario or a ktstr.scenario/1 file in the guest (repeatable: "
+                                        "one boot, in order); its events on stdout, exit 1 when a check fails", true},
+        {"list-scenarios", 0, "", "print the canned scenarios (name, category, description) and exit"},
+        {"scheduler", 0, "PATH", "with --scenario: the sched_ext scheduler under test (packed with its libraries, "
+                                 "started before each scenario); default EEVDF"},
+        {"sched-args", 0, "ARGS", "with --scheduler: its arguments, split at spaces (repeatable)", true},
+        {"sched-timeout", 0, "SECONDS", "with --scheduler: how long sched_ext may take to report it enabled (default 10)"},
+        {"check", 0, "NAME=VALUE", "with --scenario: override a check (e.g. max_gap_ms=500, isolation=true, "
+                                   "max_spread_pct=false), on top of the scenario's (repeatable)", true},
+        {"duration", 0, "SECONDS", "with --scenario: the run's duration; holds given as fractions scale with it (default 2)"},
+        {"workers", 0, "N", "with --scenario: workers per cgroup where a scenario says per_cgroup (default 2)"},
+        {"settle", 0, "MS", "with --scenario: pause after creating cgroups (default 500)"},
         {"kvm-quirks", 0, "MODE", "KVM: host-quirk workarounds auto|on|off (default auto: on when KVM is emulated)"},
         {"stop-on", 0, "TEXT", "stop the guest (exit 0) once every such text appeared on the console", true},
         {"verbose", 'v', "", "debug messages (e.g. the QEMU command line) on stderr"},
@@ -52,6 +65,9 @@ const std::vector<cli::Option> &options() {
 std::string help_text() {
     return cat("Usage: ktstr-vmm --kernel PATH [--initrd FILE] [--topology TOPO] [options]\n"
                "       ktstr-vmm --kernel PATH --exec CMD [--include HOST[:GUEST]]... [options]\n"
+               "       ktstr-vmm --kernel PATH --scenario NAME|FILE... [--scheduler PATH [--sched-args ARGS]]\n"
+               "                 [--check NAME=VALUE]... [--duration S] [options]\n"
+               "       ktstr-vmm --list-scenarios\n"
                "\n"
                "Boot a Linux kernel in a VM with the requested CPU topology (NUMA nodes, LLCs,\n"
                "cores, SMT threads) under KVM or QEMU TCG, and stream ktstr.vmm/1 JSON events\n"
@@ -70,7 +86,10 @@ std::string help_text() {
                "  2  usage error or bad input (the message names the file, field or value)\n"
                "  3  infrastructure failure: timeout, guest crash or reboot without an exit code,\n"
                "     QEMU/KVM missing or failing, signal\n"
-               "  With --exec: the guest command's own status (255 when it could not be obtained).\n");
+               "  With --exec: the guest command's own status (255 when it could not be obtained).\n"
+               "  With --scenario: 0 every scenario passed or was skipped; 1 a check failed, the\n"
+               "  scheduler under test died or never attached; 2 a scenario or option is invalid;\n"
+               "  3 the guest crashed or timed out, or a scenario could not run or report.\n");
 }
 
 VmConfig config_from(const cli::Args &a) {
@@ -115,10 +134,44 @@ VmConfig config_from(const cli::Args &a) {
     return c;
 }
 
+// --scenario and its options; checked and loaded before the kernel is looked at so that
+// a bad name, file or combination is reported first.
+ScenarioRequest scenario_request_from(const cli::Args &a) {
+    ScenarioRequest req;
+    for (auto &arg : a.all("scenario")) req.scenarios.push_back(scenario::load_scenario_arg(arg));
+    auto &o = req.options;
+    o.duration_s = a.get_double("duration", o.duration_s);
+    o.workers_per_cgroup = static_cast<uint32_t>(a.get_u64("workers", o.workers_per_cgroup));
+    o.settle_ms = a.get_u64("settle", o.settle_ms);
+    o.enable_timeout_s = a.get_double("sched-timeout", o.enable_timeout_s);
+    o.checks = a.all("check");
+    for (auto &words : a.all("sched-args"))
+        for (auto &w : split(words, ' ', false)) o.sched_args.push_back(w);
+    req.scheduler = a.get("scheduler");
+    validate_scenario_request(req);
+    return req;
+}
+
 int run(const std::vector<std::string> &tokens, EventStream &events) {
     cli::Args a = cli::parse(tokens, options());
     if (a.has("verbose")) log::set_level(log::Level::debug);
+    if (a.has("list-scenarios")) {
+        fputs(scenario::format_catalog().c_str(), stdout);
+        return EXIT_OK;
+    }
+    if (a.has("scenario") && (a.has("exec") || a.has("initrd")))
+        fail(ErrorKind::usage, "--scenario builds its own initramfs and job; drop --", a.has("exec") ? "exec" : "initrd");
+    for (const char *o : {"scheduler", "sched-args", "sched-timeout", "check", "duration", "workers", "settle"})
+        if (a.has(o) && !a.has("scenario")) fail(ErrorKind::usage, "--", o, " needs --scenario");
+    if ((a.has("sched-args") || a.has("sched-timeout")) && !a.has("scheduler"))
+        fail(ErrorKind::usage, "--", a.has("sched-args") ? "sched-args" : "sched-timeout", " needs --scheduler");
+    std::optional<ScenarioRequest> scenarios;
+    if (a.has("scenario")) scenarios = scenario_request_from(a);
     VmConfig config = config_from(a);
+    if (scenarios) {
+        preflight_scenarios(*scenarios, config.topology);
+        if (!a.has("timeout")) config.timeout_s = scenario_default_timeout_s(*scenarios);
+    }
 
     AccelChoice choice = choose_accel(config.accel);
     if (config.accel == Accel::automatic) log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
@@ -167,16 +220,32 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         }
         events.set_output(events_file);
     }
+    // --scenario: the agent runs the scenario job; its events are our stdout.
+    std::optional<ScenarioTally> tally;
+    if (scenarios) {
+        image.emplace(scenario_job_spec(*scenarios), scenario_includes(*scenarios));
+        config.initrd = image->path();
+        tally.emplace(scenarios->scenarios.size());
+    }
     GuestJobObserver::Options gopt;
-    if (image) {
+    if (image && !scenarios) {
         gopt.out_fd = STDOUT_FILENO;
         gopt.err_fd = STDERR_FILENO;
     }
+    if (tally) gopt.on_event = [&](const ojson &ev) { tally->on_event(ev); };
     GuestJobObserver guest(events, gopt);
     observers.add(&guest);
 
     ExitResult result = run_vm(config, observers, stop);
     int code = process_exit_code(result);
+    if (tally) {
+        int status = tally->exit_code(result);
+        result.extra["scenarios"] = tally->summary();
+        events.emit(exit_event(result, status));
+        if (std::string why = tally->problem(result); !why.empty())
+            log::error(why, result.detail.empty() ? "" : cat(": ", result.detail));
+        return status;
+    }
     if (image) {
         int status = exec_exit_status(result);
         events.emit(exit_event(result, status));

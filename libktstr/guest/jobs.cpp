@@ -4,7 +4,8 @@
 //             (OUTP/ERRP messages), exit with its status
 //   shell     an interactive busybox shell on COM2 (the host wires it to its terminal)
 //
-// The scenario runner adds its row here (kind "scenario"), calling into libktstr/scenario.
+//   scenario  run /scenario.json (and more named by --file) with libktstr/scenario: cgroups,
+//             workers, the scheduler under test, checks; every stage is a guest event
 #include "ktstr/guest.h"
 
 #include <cerrno>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "ktstr/process.h"
+#include "ktstr/scenario_job.h"
 
 namespace ktstr::guest {
 
@@ -158,12 +160,19 @@ int run_shell(JobContext &ctx) {
     return status_code(ws);
 }
 
+// The scenario job runs in the agent's own process: it owns the cgroups and the
+// scheduler under test for the whole run, and its events go straight to the host.
+int run_scenario(JobContext &ctx) {
+    return scenario::run_scenario_job(ctx.args, ctx.root, ctx.emit);
+}
+
 } // namespace
 
 const std::vector<JobKind> &job_kinds() {
     static const std::vector<JobKind> kinds = {
         {"exec", "run /exec_cmd with sh -c, stream its output, exit with its status", run_exec, true},
         {"shell", "interactive busybox shell on COM2", run_shell, false},
+        {scenario::JOB_KIND, "run /scenario.json under EEVDF or --scheduler, report checks as events", run_scenario, true},
     };
     return kinds;
 }

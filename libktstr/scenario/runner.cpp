@@ -450,6 +450,9 @@ RunOutcome Engine::run() {
 } // namespace
 
 RunOutcome run_scenario(const Scenario &s, const CpuLayout &layout, const RunOptions &opt, const EmitFn &emit) {
+    if (opt.cgroup_root.empty() || opt.proc_sys.empty())
+        fail(ErrorKind::usage, "run_scenario: RunOptions.cgroup_root and .proc_sys must be set (the guest job sets "
+                               "/sys/fs/cgroup and /proc/sys; tests use scratch directories)");
     Plan plan = make_plan(s, layout, opt.ctx);
     plan.checks = plan.checks.merged(opt.check_overrides);
     const auto t_start = Clock::now();

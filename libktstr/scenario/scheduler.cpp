@@ -153,8 +153,32 @@ std::string Scheduler::output_tail(size_t lines) const {
     return s ? tail_lines(*s, lines) : std::string();
 }
 
+bool Scheduler::kernel_reason_seen() const {
+    for (auto &l : kernel_lines_)
+        if (l.find(" disabled (") != std::string::npos) return true;
+    return false;
+}
+
+// A probe may see the end half-way: after a SIGKILL the kernel starts disabling the
+// scheduler while the process is still exiting, and logs the reason only once it is
+// done.  Wait (bounded) for all three so that the record says what really happened.
+void Scheduler::settle_end() {
+    if (end_settled_) return;
+    end_settled_ = true;
+    const auto t0 = Clock::now();
+    while (true) {
+        reap(false);
+        read_kmsg();
+        const std::string state = sched_ext_state(opt_.sched_ext_dir);
+        const bool kernel_done = !kmsg_ || (state != "disabling" && kernel_reason_seen());
+        if ((status_ && kernel_done) || seconds_since(t0) >= opt_.end_grace_s) return;
+        usleep(20000);
+    }
+}
+
 ojson Scheduler::end_record() {
     reap(false);
+    if (status_ || sched_ext_state(opt_.sched_ext_dir) != "enabled") settle_end();
     read_kmsg();
     ojson j;
     j["path"] = opt_.path;

@@ -55,7 +55,9 @@ GuestJobObserver::GuestJobObserver(EventStream &events, Options opt)
                 [this](const std::string &text) {
                     // EVNT payloads were validated as objects with a string "event"
                     ojson ev = ojson::parse(text, nullptr, false);
-                    if (!ev.is_discarded()) events_.emit(ev);
+                    if (ev.is_discarded()) return;
+                    events_.emit(ev);
+                    if (opt_.on_event) opt_.on_event(ev);
                 },
                 [this](std::string_view line) {
                     if (opt_.print_diagnostics) log::info("guest: ", line);

@@ -1,7 +1,6 @@
 #!/bin/bash
 # ktstr-vmm's scenario surface without booting: the catalog, bad input (exit 2).
 source "$(dirname "$0")/lib.sh"
-ktstr-vmm --help 2>/dev/null | grep -q -- '--scenario' || skip "ktstr-vmm has no --scenario (scenario integration not built)"
 
 list=$(ktstr-vmm --list-scenarios)
 for n in steady steady_llc oversubscribed cpuset_apply cpuset_clear cpuset_resize cgroup_add cgroup_remove \
@@ -18,3 +17,10 @@ assert_contains "$(cat "$TMP/err")" "steps[0].setup[0].cpuset.disjoint.index: 2 
 run_rc ktstr-vmm --kernel /nonexistent --scenario steady --check max_gap=3 2>"$TMP/err"
 assert_eq 2 "$RC" "bad --check: exit 2"
 assert_contains "$(cat "$TMP/err")" "unknown check 'max_gap'" "bad check named"
+run_rc ktstr-vmm --kernel /nonexistent --scheduler /bin/true 2>"$TMP/err"
+assert_eq 2 "$RC" "--scheduler without --scenario: exit 2"
+assert_contains "$(cat "$TMP/err")" "--scheduler needs --scenario" "option named"
+run_rc ktstr-vmm --kernel /nonexistent --scenario steady --scheduler /nonexistent/scx_x 2>"$TMP/err"
+assert_eq 2 "$RC" "missing scheduler binary: exit 2"
+assert_contains "$(cat "$TMP/err")" "--scheduler /nonexistent/scx_x" "scheduler path named"
+assert_eq 10 "$(echo "$list" | wc -l)" "catalog size"

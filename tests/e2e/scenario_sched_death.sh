@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/scenario.inc"
 
-run_scenario 1n2l2c1t "$SCEN_DIR/kill_scheduler.json" --scheduler "$SCX/scx_simple"
+run_scenario 1n2l2c1t "$SCEN_DIR/kill_scheduler.json" --scheduler "$SCX/scx_simple" "${SCHED_TIMEOUT[@]}"
 assert_eq 1 "$RC" "scheduler death: exit status"
 c=$(check_json scheduler '')
 assert_eq false "$(echo "$c" | jq -r .passed)" "scheduler check failed"

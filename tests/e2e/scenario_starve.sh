@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/scenario.inc"
 
-run_scenario 1n2l2c1t "$SCEN_DIR/starve_fifo.json" --scheduler "$SCX/scx_simple"
+run_scenario 1n2l2c1t "$SCEN_DIR/starve_fifo.json" --scheduler "$SCX/scx_simple" "${SCHED_TIMEOUT[@]}"
 assert_eq 1 "$RC" "starvation: exit status (a check failed)"
 gap=$(check_json gap victim)
 assert_eq false "$(echo "$gap" | jq -r .passed)" "victim gap check failed"

@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <thread>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -232,6 +233,34 @@ TEST_CASE("scheduler lifecycle: attach, death with its output, refusal to start"
     CHECK(graceful->end_record()["output_tail"].get<std::string>().find("EXIT: unregistered") != std::string::npos);
 }
 
+TEST_CASE("scheduler end record waits for the kernel's side of a kill (state, reason line)") {
+    // After a SIGKILL the kernel reports 'disabling' while the process exits, and logs
+    // 'disabled (<reason>)' only later: a record taken at the first sign of death must
+    // still carry the wait status and the kernel's reason.
+    TempDir t;
+    SchedulerOptions o = sched_opts(t, ATTACH);
+    o.kmsg_path = t.path + "/kmsg";
+    write_file_atomic(o.kmsg_path, "6,1,1,-;boot noise\n");
+    auto s = Scheduler::start(o);
+    write_file_atomic(t.path + "/sched_ext/state", "disabling\n");
+    s->signal(SIGKILL);
+    std::thread kernel([&] {
+        usleep(300000);
+        write_file_atomic(t.path + "/sched_ext/state", "disabled\n");
+        FILE *f = fopen(o.kmsg_path.c_str(), "a");
+        fputs("6,2,2,-;sched_ext: BPF scheduler \"fake\" disabled (unregistered from user space)\n", f);
+        fclose(f);
+    });
+    CHECK_FALSE(s->alive());
+    ojson end = s->end_record();
+    kernel.join();
+    CHECK(end["exit"] == "killed by signal 9 (Killed)");
+    CHECK(end["status"] == "exited");
+    CHECK(end["sched_ext_state"] == "disabled");
+    CHECK(end["exit_kind"] == "unregistered from user space");
+    CHECK(s->describe_end().find("killed by signal 9 (Killed); sched_ext state 'disabled'; kernel: disabled (unregistered from user space)") == 0);
+}
+
 namespace {
 struct Captured {
     std::vector<ojson> events;
@@ -406,11 +435,49 @@ TEST_CASE("the agent's scenario job: host-side arguments, guest-side run") {
     TempDir t;
     write_file_atomic(t.path + "/scenario.json", catalog_scenario("steady").to_json().dump());
     auto args = o.args();
-    args.insert(args.end(), {"--cgroup-root", t.path});
+    // Outside the guest's PID 1 both roots are required: never the host's own.
+    Captured refused;
+    CHECK_THROWS_WITH_AS(run_scenario_job(args, t.path, refused.fn()), doctest::Contains("--cgroup-root and --proc-sys"),
+                         Error);
+    CHECK(refused.events.empty());
+    args.insert(args.end(), {"--cgroup-root", t.path, "--proc-sys", t.path + "/sys"});
     Captured c;
     CHECK(run_scenario_job(args, t.path, c.fn()) == 0);
     CHECK(c.events.front()["event"] == "scenario_start");
     CHECK(c.events.front()["duration_s"] == 0.4);
     CHECK(c.events.back()["passed"] == true);
     CHECK(c.of("worker_report").size() == 4);
+
+    // Several scenarios: job files scenario.json, scenario-2.json, run in order; the
+    // job's status is the worst of theirs (a scenario invalid on this guest: 2).
+    ScenarioJobOptions two = o;
+    two.scenario_count = 2;
+    auto a2 = two.args();
+    CHECK(std::count(a2.begin(), a2.end(), "--file") == 2);
+    CHECK(std::find(a2.begin(), a2.end(), "scenario-2.json") != a2.end());
+    CHECK(job_scenario_file(0) == "scenario.json");
+    CHECK(job_scenario_file(1) == "scenario-2.json");
+    write_file_atomic(t.path + "/scenario-2.json",
+                      R"({"schema":"ktstr.scenario/1","name":"toobig","steps":[{"setup":[{"name":"a","cpuset":{"exact":[4096]}}],"hold":{"ms":10}}]})");
+    a2.insert(a2.end(), {"--cgroup-root", t.path, "--proc-sys", t.path + "/sys"});
+    Captured c2;
+    CHECK(run_scenario_job(a2, t.path, c2.fn()) == JOB_EXIT_BAD_INPUT);
+    auto ends = c2.of("scenario_end");
+    REQUIRE(ends.size() == 2);
+    CHECK(ends[0]["scenario"] == "steady");
+    CHECK(ends[0]["passed"] == true);
+    CHECK(ends[1]["scenario"] == "toobig");
+    CHECK(ends[1]["passed"] == false);
+    CHECK(ends[1]["exit_code"] == JOB_EXIT_BAD_INPUT);
+    CHECK(ends[1]["details"][0]["message"].get<std::string>().find("could not run") != std::string::npos);
+}
+
+TEST_CASE("run_scenario refuses to run without explicit cgroup and sysctl roots") {
+    RunOptions o;   // defaults: nothing set, so no host side effects by omission
+    CHECK(o.cgroup_root.empty());
+    CHECK(o.proc_sys.empty());
+    Captured c;
+    CHECK_THROWS_WITH_AS(run_scenario(catalog_scenario("steady"), CpuLayout::parse("1n1l2c1t"), o, c.fn()),
+                         doctest::Contains("cgroup_root and .proc_sys must be set"), Error);
+    CHECK(c.events.empty());
 }

@@ -341,3 +341,99 @@ TEST_CASE("stop source: first reason wins, the eventfd wakes a poller") {
     CHECK(::read(s.fd(), &v, sizeof v) == sizeof v);
     CHECK(v == 2);
 }
+
+// ---- scenario mode (ktstr-vmm --scenario) ---------------------------------------------
+
+#include "ktstr/vmm_scenario.h"
+
+TEST_CASE("scenario mode: the agent's job, the scheduler's place, pre-flight") {
+    ScenarioRequest req;
+    req.scenarios = {scenario::catalog_scenario("steady"), scenario::catalog_scenario("cpuset_apply")};
+    req.options.duration_s = 1.5;
+    req.options.checks = {"max_gap_ms=500"};
+    req.scheduler = "/opt/x/scx_simple";
+    CHECK(guest_scheduler_path(req.scheduler) == "/ktstr-sched/scx_simple");
+    CHECK_THROWS_WITH_AS(guest_scheduler_path("/opt/x/"), doctest::Contains("not a file name"), Error);
+    initramfs::JobSpec job = scenario_job_spec(req);
+    CHECK(job.kind == "scenario");
+    CHECK_FALSE(job.exec_cmd);
+    REQUIRE(job.files.size() == 2);
+    CHECK(job.files[0].guest == "/scenario.json");
+    CHECK(job.files[1].guest == "/scenario-2.json");
+    CHECK(scenario::load_scenario_text(job.files[1].data, "x").name == "cpuset_apply");
+    auto has = [&](std::vector<std::string> seq) {
+        return std::search(job.args.begin(), job.args.end(), seq.begin(), seq.end()) != job.args.end();
+    };
+    CHECK(has({"--duration", "1.5"}));
+    CHECK(has({"--check", "max_gap_ms=500"}));
+    CHECK(has({"--scheduler", "/ktstr-sched/scx_simple"}));
+    CHECK(has({"--file", "scenario.json", "--file", "scenario-2.json"}));
+    auto inc = scenario_includes(req);
+    REQUIRE(inc.size() == 1);
+    CHECK(inc[0].host == "/opt/x/scx_simple");
+    CHECK(inc[0].guest == "/ktstr-sched/scx_simple");
+    // 60 s + 2 x (1.5 s + 0.5 s settle + 30 s + 10 s scheduler enable timeout)
+    CHECK(scenario_default_timeout_s(req) == doctest::Approx(144));
+
+    // Pre-flight against the VM's topology: input errors before boot, skips left to the guest.
+    ScenarioRequest eevdf;
+    eevdf.scenarios = {scenario::catalog_scenario("cpuset_resize")};   // skips on 4 CPUs
+    CHECK_NOTHROW(preflight_scenarios(eevdf, parse_topology("1n2l2c1t")));
+    eevdf.scenarios = {scenario::load_scenario_text(
+        R"({"schema":"ktstr.scenario/1","name":"big","steps":[{"setup":[{"name":"a","cpuset":{"exact":[9]}}],"hold":{"ms":5}}]})",
+        "big.json")};
+    CHECK_THROWS_AS(preflight_scenarios(eevdf, parse_topology("1n2l2c1t")), Error);
+    CHECK_NOTHROW(preflight_scenarios(eevdf, parse_topology("1n2l4c2t")));
+    req.scheduler = "/nonexistent/scx_simple";
+    CHECK_THROWS_WITH_AS(preflight_scenarios(req, parse_topology("1n2l2c1t")), doctest::Contains("--scheduler /nonexistent/scx_simple"),
+                         Error);
+}
+
+TEST_CASE("scenario mode: exit status from the guest's exit code and scenario_end events") {
+    auto end = [](const char *name, bool passed, int code) {
+        return ojson{{"event", "scenario_end"}, {"scenario", name}, {"passed", passed}, {"skipped", false}, {"exit_code", code}};
+    };
+    ExitResult r;
+    r.reason = ExitReason::shutdown;
+    r.guest_exit_code = 0;
+    ScenarioTally pass(1);
+    pass.on_event({{"event", "scenario_start"}, {"scenario", "steady"}});
+    pass.on_event(end("steady", true, 0));
+    CHECK(pass.exit_code(r) == 0);
+    CHECK(pass.problem(r).empty());
+    CHECK(pass.summary() == ojson::parse(R"([{"scenario":"steady","passed":true,"skipped":false}])"));
+
+    ScenarioTally failed(2);
+    failed.on_event(end("steady", true, 0));
+    failed.on_event(end("starve", false, 1));
+    ExitResult r1 = r;
+    r1.guest_exit_code = 1;
+    CHECK(failed.exit_code(r1) == 1);
+
+    // the guest said 0 but a scenario's end never arrived: not a pass
+    ScenarioTally lost(2);
+    lost.on_event(end("steady", true, 0));
+    CHECK(lost.exit_code(r) == 3);
+    CHECK(lost.problem(r) == "1 of 2 scenario_end events reached the host");
+
+    // no exit code (timeout, crash) or a job that died (255): infrastructure
+    ExitResult timeout;
+    timeout.reason = ExitReason::timeout;
+    CHECK(pass.exit_code(timeout) == 3);
+    CHECK(pass.problem(timeout).find("without an exit code (timeout)") != std::string::npos);
+    ExitResult crashed = r;
+    crashed.guest_exit_code = 255;
+    CHECK(pass.exit_code(crashed) == 3);
+    // a scenario that could not run in the guest (environment) is 3 even if others passed
+    ScenarioTally env(1);
+    env.on_event(end("x", false, 3));
+    ExitResult r3 = r;
+    r3.guest_exit_code = 3;
+    CHECK(env.exit_code(r3) == 3);
+    // invalid for the guest's CPUs: 2
+    ScenarioTally bad(1);
+    bad.on_event(end("x", false, 2));
+    ExitResult r2 = r;
+    r2.guest_exit_code = 2;
+    CHECK(bad.exit_code(r2) == 2);
+}

@@ -114,6 +114,10 @@ struct SchedulerOptions {
     std::string sched_ext_dir = "/sys/kernel/sched_ext";
     std::string log_path = "/tmp/ktstr-sched.log";
     std::string kmsg_path = "/dev/kmsg";
+    // Once it has stopped running: how long to wait for the whole story (its wait status,
+    // sched_ext past "disabling", the kernel's "disabled (<reason>)" line), which arrive in
+    // no fixed order after a kill.
+    double end_grace_s = 3;
 };
 
 class Scheduler {
@@ -140,6 +144,8 @@ private:
     Scheduler() = default;
     void reap(bool block);
     void read_kmsg();
+    bool kernel_reason_seen() const;
+    void settle_end();
     SchedulerOptions opt_;
     pid_t pid_ = -1;
     std::optional<int> status_;
@@ -148,6 +154,7 @@ private:
     unique_fd kmsg_;
     std::vector<std::string> kernel_lines_;
     bool stopped_by_us_ = false;
+    bool end_settled_ = false;
 };
 
 // Current sched_ext state ("enabled", "disabled", ...; "" when absent).
@@ -157,9 +164,13 @@ std::string sched_ext_state(const std::string &dir = "/sys/kernel/sched_ext");
 
 struct RunOptions {
     RunContext ctx;
-    std::string cgroup_root = "/sys/fs/cgroup";
+    // Where the run's side effects land: no defaults on purpose.  The guest job passes
+    // /sys/fs/cgroup and /proc/sys; tests pass scratch directories.  run_scenario()
+    // refuses to run without both, so no caller touches the machine's real cgroups or
+    // sysctls by forgetting to set them.
+    std::string cgroup_root;
     std::string cgroup_parent = "ktstr";
-    std::string proc_sys = "/proc/sys";
+    std::string proc_sys;
     CheckConfig check_overrides;           // top layer (command line)
     Scheduler *scheduler = nullptr;        // null: EEVDF
     double collect_deadline_s = 5;

@@ -5,6 +5,7 @@
 // Accelerator-neutral: it only sees guest RAM and COM2 bytes.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,7 @@ public:
         int out_fd = -1;            // job stdout (OUTP); -1 drops it
         int err_fd = -1;            // job stderr (ERRP); -1 drops it
         bool print_diagnostics = true;   // guest text lines on COM2 -> log::info
+        std::function<void(const ojson &)> on_event;   // each guest event, after it was printed
     };
     GuestJobObserver(EventStream &events, Options opt);
 
