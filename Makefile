@@ -115,14 +115,15 @@ $(BUILD)/guests/%.elf: tests/guests/%.S tests/guests/lib.inc tests/guests/guest.
 	as --64 -I tests/guests -o $(@:.elf=.o) $<
 	ld -m elf_x86_64 -T tests/guests/guest.ld -nostdlib --build-id=none -o $@ $(@:.elf=.o)
 
+# KTSTR_SANITIZE tells e2e scripts that compile a client against libktstr.a which flags it needs.
 test: all $(UNIT) guests
-	@BUILD=$(BUILD) scripts/run-tests.sh test
+	@BUILD=$(BUILD) KTSTR_SANITIZE="$(SANITIZE)" scripts/run-tests.sh test
 
 check:
 	$(MAKE) BUILD=build-san OPT=-O1 SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 e2e: all $(UNIT) guests
-	@BUILD=$(BUILD) scripts/run-tests.sh e2e
+	@BUILD=$(BUILD) KTSTR_SANITIZE="$(SANITIZE)" scripts/run-tests.sh e2e
 
 bench: all guests
 	@BUILD=$(BUILD) scripts/run-bench.sh

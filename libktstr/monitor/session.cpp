@@ -313,8 +313,10 @@ int run_session(AttachedGuest &g, const Vmlinux &vm, const SessionOptions &opt,
                                                          ", page_offset ", hex(ready.layout.page_offset))}});
 
     Sampler sampler(as, vm, ready.rq_pas);
+    // Summary and verdict are built as the samples come: a long run is not kept in memory.
     ViolationChecker checker(opt.thresholds, threshold_ns);
-    std::vector<Sample> samples;
+    SummaryBuilder summary(threshold_ns);
+    uint64_t samples = 0;
     Sample cur;
     std::map<std::string, uint32_t> verified;       // struct_ops prog name -> max verified_insns
     uint32_t last_prog_next = UINT32_MAX;
@@ -331,7 +333,8 @@ int run_session(AttachedGuest &g, const Vmlinux &vm, const SessionOptions &opt,
         body.erase("elapsed_ms");
         emit("sample", body);
         for (const auto &v : checker.add(cur)) emit("violation", violation_doc(v));
-        samples.push_back(cur);
+        summary.add(cur);
+        samples++;
 
         // Verifier report: re-walk prog_idr when its allocation cursor moves.
         if (vm.off.idr && vm.syms.prog_idr) {
@@ -351,19 +354,18 @@ int run_session(AttachedGuest &g, const Vmlinux &vm, const SessionOptions &opt,
                 }
             }
         }
-        if (opt.max_samples && samples.size() >= opt.max_samples) { reason = "count"; break; }
+        if (opt.max_samples && samples >= opt.max_samples) { reason = "count"; break; }
         deadline.tv_nsec += long(opt.interval_ms % 1000) * 1000000L;
         deadline.tv_sec += time_t(opt.interval_ms / 1000) + deadline.tv_nsec / 1000000000L;
         deadline.tv_nsec %= 1000000000L;
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, nullptr) == EINTR)
             if (stop()) break;
     }
-    Summary sum = summarize(samples, threshold_ns);
-    Verdict verdict = evaluate(samples, opt.thresholds, threshold_ns);
-    ojson sb = summary_to_json(sum);
+    Verdict verdict = checker.verdict();
+    ojson sb = summary_to_json(summary.result());
     sb["verdict"] = {{"passed", verdict.passed}, {"summary", verdict.summary}, {"details", verdict.details}};
     emit("summary", sb);
-    emit("end", {{"reason", reason}, {"samples", samples.size()}});
+    emit("end", {{"reason", reason}, {"samples", samples}});
     return verdict.passed ? EXIT_OK : EXIT_VERDICT_FAILED;
 }
 

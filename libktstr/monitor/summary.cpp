@@ -4,6 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <tuple>
+
+#include "ktstr/saturating.h"
 
 namespace ktstr::monitor {
 
@@ -132,7 +136,7 @@ bool sample_looks_valid(const Sample &s) {
 std::optional<int64_t> sum_event(const Sample &s, size_t i) {
     std::optional<int64_t> sum;
     for (const auto &c : s.cpus)
-        if (c.events && (*c.events)[i]) sum = sum.value_or(0) + *(*c.events)[i];
+        if (c.events && (*c.events)[i]) sum = saturating_add(sum.value_or(0), *(*c.events)[i]);
     return sum;
 }
 
@@ -155,8 +159,6 @@ void SustainedTracker::record(bool violated, double value, size_t index) {
 // ---- summary -------------------------------------------------------------------------------
 
 namespace {
-constexpr size_t EV_FALLBACK = 0, EV_KEEP_LAST = 2;   // indices in scx_event_names()
-
 std::optional<Schedstat> schedstat_sum(const Sample &s) {
     std::optional<Schedstat> sum;
     for (const auto &c : s.cpus) {
@@ -170,75 +172,78 @@ std::optional<Schedstat> schedstat_sum(const Sample &s) {
     return sum;
 }
 
-template <typename T> T sat_sub(T a, T b) { return a > b ? T(a - b) : T(0); }
-
-double seconds_between(const Sample &a, const Sample &b) {
-    return b.elapsed_ms > a.elapsed_ms ? double(b.elapsed_ms - a.elapsed_ms) / 1000.0 : 0.0;
+double seconds_between(uint64_t from_ms, uint64_t to_ms) {
+    return to_ms > from_ms ? double(to_ms - from_ms) / 1000.0 : 0.0;
 }
 } // namespace
 
-Summary summarize(const std::vector<Sample> &samples, uint64_t threshold_ns) {
-    Summary r;
-    r.total_samples = samples.size();
-    std::vector<const Sample *> valid;
-    for (const auto &s : samples)
-        if (!s.cpus.empty() && sample_looks_valid(s)) valid.push_back(&s);
-    r.valid_samples = valid.size();
-    double ratio_sum = 0, nr_sum = 0, dsq_sum = 0;
-    size_t readings = 0;
-    for (const Sample *s : valid) {
-        double ratio = imbalance_ratio(*s);
-        r.max_imbalance_ratio = std::max(r.max_imbalance_ratio, ratio);
-        ratio_sum += ratio;
-        for (const auto &c : s->cpus) {
-            r.max_local_dsq_depth = std::max(r.max_local_dsq_depth, c.local_dsq_depth);
-            nr_sum += c.nr_running;
-            dsq_sum += c.local_dsq_depth;
-            readings++;
-        }
+void SummaryBuilder::add(const Sample &s) {
+    r_.total_samples++;
+    if (s.cpus.empty() || !sample_looks_valid(s)) return;
+    r_.valid_samples++;
+    double ratio = imbalance_ratio(s);
+    r_.max_imbalance_ratio = std::max(r_.max_imbalance_ratio, ratio);
+    ratio_sum_ += ratio;
+    for (const auto &c : s.cpus) {
+        r_.max_local_dsq_depth = std::max(r_.max_local_dsq_depth, c.local_dsq_depth);
+        nr_sum_ += c.nr_running;
+        dsq_sum_ += c.local_dsq_depth;
+        readings_++;
     }
-    if (!valid.empty()) r.avg_imbalance_ratio = ratio_sum / double(valid.size());
-    if (readings) { r.avg_nr_running = nr_sum / double(readings); r.avg_local_dsq_depth = dsq_sum / double(readings); }
-    for (size_t i = 1; i < valid.size() && !r.stall_detected; i++) {
-        size_t n = std::min(valid[i - 1]->cpus.size(), valid[i]->cpus.size());
-        for (size_t c = 0; c < n; c++)
-            if (stalled(valid[i - 1]->cpus[c], valid[i]->cpus[c], threshold_ns)) { r.stall_detected = true; break; }
+    if (prev_valid_ && !r_.stall_detected) {
+        size_t n = std::min(prev_valid_->cpus.size(), s.cpus.size());
+        for (size_t c = 0; c < n && !r_.stall_detected; c++)
+            r_.stall_detected = stalled(prev_valid_->cpus[c], s.cpus[c], threshold_ns_);
     }
+    if (!r_.stall_detected) prev_valid_ = s;   // once set, the flag needs no more neighbours
 
-    // Event counters: first and last samples that carry them.
-    std::vector<const Sample *> with_events;
-    for (const Sample *s : valid)
-        if (sum_event(*s, EV_FALLBACK)) with_events.push_back(s);
-    if (with_events.size() >= 1) {
-        const Sample &first = *with_events.front(), &last = *with_events.back();
+    // Event counters: the first and the latest sample that carry them.
+    if (sum_event(s, SCX_EV_SELECT_CPU_FALLBACK)) {
+        Counters now{s.elapsed_ms, {}};
+        for (size_t i = 0; i < SCX_EVENT_COUNT; i++) now.sum[i] = sum_event(s, i).value_or(0);
+        if (last_events_)
+            r_.max_fallback_burst = std::max<int64_t>(
+                r_.max_fallback_burst, std::max<int64_t>(0, saturating_sub(now.sum[SCX_EV_SELECT_CPU_FALLBACK],
+                                                                           last_events_->sum[SCX_EV_SELECT_CPU_FALLBACK])));
+        if (!first_events_) first_events_ = now;
+        last_events_ = now;
+    }
+    if (auto t = schedstat_sum(s)) {
+        if (!first_ss_) first_ss_ = Schedstats{s.elapsed_ms, *t};
+        last_ss_ = Schedstats{s.elapsed_ms, *t};
+    }
+}
+
+Summary SummaryBuilder::result() const {
+    Summary r = r_;
+    if (r.valid_samples) r.avg_imbalance_ratio = ratio_sum_ / double(r.valid_samples);
+    if (readings_) { r.avg_nr_running = nr_sum_ / double(readings_); r.avg_local_dsq_depth = dsq_sum_ / double(readings_); }
+    if (first_events_) {
         auto &d = r.event_deltas.emplace();
         for (size_t i = 0; i < SCX_EVENT_COUNT; i++)
-            d[i] = std::max<int64_t>(0, sum_event(last, i).value_or(0) - sum_event(first, i).value_or(0));
-        double secs = seconds_between(first, last);
-        r.fallback_rate = secs > 0 ? double(d[EV_FALLBACK]) / secs : 0;
-        r.keep_last_rate = secs > 0 ? double(d[EV_KEEP_LAST]) / secs : 0;
-        for (size_t i = 1; i < with_events.size(); i++)
-            r.max_fallback_burst = std::max<int64_t>(
-                r.max_fallback_burst, std::max<int64_t>(0, *sum_event(*with_events[i], EV_FALLBACK) -
-                                                               *sum_event(*with_events[i - 1], EV_FALLBACK)));
+            d[i] = std::max<int64_t>(0, saturating_sub(last_events_->sum[i], first_events_->sum[i]));
+        double secs = seconds_between(first_events_->elapsed_ms, last_events_->elapsed_ms);
+        r.fallback_rate = secs > 0 ? double(d[SCX_EV_SELECT_CPU_FALLBACK]) / secs : 0;
+        r.keep_last_rate = secs > 0 ? double(d[SCX_EV_DISPATCH_KEEP_LAST]) / secs : 0;
     }
-
-    std::vector<std::pair<const Sample *, Schedstat>> with_ss;
-    for (const Sample *s : valid)
-        if (auto t = schedstat_sum(*s)) with_ss.emplace_back(s, *t);
-    if (!with_ss.empty()) {
-        const auto &[fs, f] = with_ss.front();
-        const auto &[ls, l] = with_ss.back();
+    if (first_ss_) {
+        const Schedstat &f = first_ss_->sum, &l = last_ss_->sum;
         Schedstat &d = r.schedstat_deltas.emplace();
-        d.run_delay = sat_sub(l.run_delay, f.run_delay); d.pcount = sat_sub(l.pcount, f.pcount);
-        d.yld_count = sat_sub(l.yld_count, f.yld_count); d.sched_count = sat_sub(l.sched_count, f.sched_count);
-        d.sched_goidle = sat_sub(l.sched_goidle, f.sched_goidle); d.ttwu_count = sat_sub(l.ttwu_count, f.ttwu_count);
-        d.ttwu_local = sat_sub(l.ttwu_local, f.ttwu_local);
-        double secs = seconds_between(*fs, *ls);
+        d.run_delay = saturating_sub(l.run_delay, f.run_delay); d.pcount = saturating_sub(l.pcount, f.pcount);
+        d.yld_count = saturating_sub(l.yld_count, f.yld_count); d.sched_count = saturating_sub(l.sched_count, f.sched_count);
+        d.sched_goidle = saturating_sub(l.sched_goidle, f.sched_goidle); d.ttwu_count = saturating_sub(l.ttwu_count, f.ttwu_count);
+        d.ttwu_local = saturating_sub(l.ttwu_local, f.ttwu_local);
+        double secs = seconds_between(first_ss_->elapsed_ms, last_ss_->elapsed_ms);
         r.run_delay_rate = secs > 0 ? double(d.run_delay) / secs : 0;
         r.sched_count_rate = secs > 0 ? double(d.sched_count) / secs : 0;
     }
     return r;
+}
+
+Summary summarize(const std::vector<Sample> &samples, uint64_t threshold_ns) {
+    SummaryBuilder b(threshold_ns);
+    for (const auto &s : samples) b.add(s);
+    return b.result();
 }
 
 ojson summary_to_json(const Summary &s) {
@@ -273,58 +278,39 @@ ojson summary_to_json(const Summary &s) {
 // ---- verdict ---------------------------------------------------------------------------------
 
 namespace {
-std::string fixed1(double v) {
+std::string fixed(const char *format, double v) {
     char buf[64];
-    snprintf(buf, sizeof buf, "%.1f", v);
+    snprintf(buf, sizeof buf, format, v);
     return buf;
 }
 } // namespace
 
 Verdict evaluate(const std::vector<Sample> &samples, const Thresholds &t, uint64_t threshold_ns) {
-    Verdict v;
-    if (samples.empty()) { v.summary = "no monitor samples"; return v; }
-    size_t readings = 0;
-    bool all_same_clock = true, any_invalid = false;
-    std::optional<uint64_t> first_clock;
-    for (const auto &s : samples) {
-        if (!sample_looks_valid(s)) any_invalid = true;
-        for (const auto &c : s.cpus) {
-            readings++;
-            if (!first_clock) first_clock = c.rq_clock;
-            else if (c.rq_clock != *first_clock) all_same_clock = false;
-        }
-    }
-    if (any_invalid || (readings >= 2 && all_same_clock)) {
-        v.summary = "monitor data not yet initialized";
-        v.details.push_back(any_invalid ? cat("a sample has a local DSQ depth above ", DSQ_PLAUSIBILITY_CEILING,
-                                              ": monitor data implausible, no checks run")
-                                        : "every rq_clock reading is identical: monitor data not initialized, no checks run");
-        return v;
-    }
-
     ViolationChecker checker(t, threshold_ns);
     for (const auto &s : samples) checker.add(s);
-    v.violations = checker.sustained();
-    for (const auto &x : v.violations) v.details.push_back(x.message);
-    v.passed = v.violations.empty();
-    v.summary = v.passed ? "monitor OK" : cat("monitor FAILED: ", v.violations.size(), " violation(s)");
-    return v;
+    return checker.verdict();
 }
 
 std::vector<Verdict::Violation> ViolationChecker::add(const Sample &s) {
     size_t i = index_++;
+    if (!first_implausible_ && !sample_looks_valid(s)) first_implausible_ = i;
+    for (const auto &c : s.cpus) {
+        readings_++;
+        if (!first_clock_) first_clock_ = c.rq_clock;
+        else if (c.rq_clock != *first_clock_) all_same_clock_ = false;
+    }
     if (s.cpus.empty()) {
         imbalance_.record(false, 0, i);
         dsq_.record(false, 0, i);
-        dsq_cpu_at_.push_back(0);
     } else {
         double ratio = imbalance_ratio(s);
         imbalance_.record(ratio > t_.max_imbalance_ratio, ratio, i);
         uint32_t worst = 0, worst_cpu = 0;
         for (size_t c = 0; c < s.cpus.size(); c++)
             if (s.cpus[c].local_dsq_depth > worst) { worst = s.cpus[c].local_dsq_depth; worst_cpu = uint32_t(c); }
-        dsq_cpu_at_.push_back(worst_cpu);
+        uint32_t run_before = dsq_.worst_run;
         dsq_.record(worst > t_.max_local_dsq_depth, worst, i);
+        if (dsq_.worst_run != run_before) dsq_worst_cpu_ = worst_cpu;
     }
     if (prev_) {
         const Sample &p = *prev_;
@@ -335,11 +321,12 @@ std::vector<Verdict::Violation> ViolationChecker::add(const Sample &s) {
                 stall_[c].record(stalled(p.cpus[c], s.cpus[c], threshold_ns_), double(s.cpus[c].rq_clock), i);
         }
         double interval = (double(s.elapsed_ms) - double(p.elapsed_ms)) / 1000.0;
-        for (auto [idx, tracker, limit] : {std::tuple{EV_FALLBACK, &fallback_, t_.max_fallback_rate},
-                                           std::tuple{EV_KEEP_LAST, &keep_last_, t_.max_keep_last_rate}}) {
+        for (auto [idx, tracker, limit] :
+             {std::tuple{SCX_EV_SELECT_CPU_FALLBACK, &fallback_, t_.max_fallback_rate},
+              std::tuple{SCX_EV_DISPATCH_KEEP_LAST, &keep_last_, t_.max_keep_last_rate}}) {
             auto a = sum_event(p, idx), b = sum_event(s, idx);
             if (interval <= 0 || !a || !b) { tracker->record(false, 0, i); continue; }
-            double rate = double(*b - *a) / interval;
+            double rate = double(saturating_sub(*b, *a)) / interval;
             tracker->record(rate > limit, rate, i);
         }
     }
@@ -357,34 +344,60 @@ std::vector<Verdict::Violation> ViolationChecker::add(const Sample &s) {
 std::vector<Verdict::Violation> ViolationChecker::sustained() const {
     std::vector<Verdict::Violation> out;
     uint32_t n = t_.sustained_samples;
-    auto add = [&](const char *check, std::optional<uint32_t> cpu, const SustainedTracker &tr, std::string msg) {
-        out.push_back({check, cpu, tr.worst_value, tr.worst_run, tr.worst_at, std::move(msg)});
+    // The wording of scenarios.md 5.4: "<what> exceeded threshold <limit> for <k>
+    // consecutive samples (ending at sample <i>)".
+    auto add = [&](const char *check, std::optional<uint32_t> cpu, const SustainedTracker &tr, const std::string &what,
+                   const std::string &limit) {
+        out.push_back({check, cpu, tr.worst_value, tr.worst_run, tr.worst_at,
+                       cat(what, " exceeded threshold ", limit, " for ", tr.worst_run,
+                           " consecutive samples (ending at sample ", tr.worst_at, ")")});
     };
     if (imbalance_.sustained(n))
-        add("imbalance", std::nullopt, imbalance_,
-            cat("imbalance ratio ", fixed1(imbalance_.worst_value), " above ", fixed1(t_.max_imbalance_ratio), " for ",
-                imbalance_.worst_run, " samples (ending at sample ", imbalance_.worst_at, ")"));
-    if (dsq_.sustained(n)) {
-        uint32_t cpu = dsq_cpu_at_[dsq_.worst_at];
-        add("local_dsq_depth", cpu, dsq_,
-            cat("local DSQ depth ", uint64_t(dsq_.worst_value), " on cpu ", cpu, " above ", t_.max_local_dsq_depth,
-                " for ", dsq_.worst_run, " samples (ending at sample ", dsq_.worst_at, ")"));
-    }
+        add("imbalance", std::nullopt, imbalance_, cat("imbalance ratio ", fixed("%.1f", imbalance_.worst_value)),
+            fixed("%.1f", t_.max_imbalance_ratio));
+    if (dsq_.sustained(n))
+        add("local_dsq_depth", dsq_worst_cpu_, dsq_,
+            cat("local DSQ depth ", fixed("%.0f", dsq_.worst_value), " on cpu", dsq_worst_cpu_),
+            cat(t_.max_local_dsq_depth));
+    // A stall has no threshold to exceed: its run length is the finding.
     for (size_t c = 0; c < stall_.size(); c++)
-        if (stall_[c].sustained(n))
-            add("stall", uint32_t(c), stall_[c],
-                cat("cpu ", c, " stalled: rq_clock stuck at ", uint64_t(stall_[c].worst_value),
-                    " with runnable tasks for ", stall_[c].worst_run, " samples (ending at sample ",
-                    stall_[c].worst_at, ")"));
+        if (stall_[c].sustained(n)) {
+            const SustainedTracker &tr = stall_[c];
+            out.push_back({"stall", uint32_t(c), tr.worst_value, tr.worst_run, tr.worst_at,
+                           cat("cpu", c, " stalled: rq_clock stuck at ", fixed("%.0f", tr.worst_value),
+                               " with runnable tasks for ", tr.worst_run, " consecutive samples (ending at sample ",
+                               tr.worst_at, ")")});
+        }
     if (fallback_.sustained(n))
-        add("fallback_rate", std::nullopt, fallback_,
-            cat("select_cpu fallback rate ", fixed1(fallback_.worst_value), "/s above ", fixed1(t_.max_fallback_rate),
-                "/s for ", fallback_.worst_run, " samples"));
+        add("fallback_rate", std::nullopt, fallback_, cat("select_cpu_fallback rate ", fixed("%.1f", fallback_.worst_value), "/s"),
+            cat(fixed("%.1f", t_.max_fallback_rate), "/s"));
     if (keep_last_.sustained(n))
         add("keep_last_rate", std::nullopt, keep_last_,
-            cat("dispatch keep-last rate ", fixed1(keep_last_.worst_value), "/s above ", fixed1(t_.max_keep_last_rate),
-                "/s for ", keep_last_.worst_run, " samples"));
+            cat("dispatch_keep_last rate ", fixed("%.1f", keep_last_.worst_value), "/s"),
+            cat(fixed("%.1f", t_.max_keep_last_rate), "/s"));
     return out;
+}
+
+Verdict ViolationChecker::verdict() const {
+    Verdict v;
+    if (index_ == first_index_) { v.summary = "no monitor samples"; return v; }
+    // Spec 8.6 step 2: one implausible sample anywhere, or clocks that never
+    // moved, mean the data cannot be judged.  Said loudly, with the sample.
+    if (first_implausible_) {
+        v.summary = cat("monitor data not yet initialized (sample ", *first_implausible_, " has a local DSQ depth over ",
+                        DSQ_PLAUSIBILITY_CEILING, ")");
+        return v;
+    }
+    if (readings_ >= 2 && all_same_clock_) {
+        v.summary = "monitor data not yet initialized (every rq_clock is identical)";
+        return v;
+    }
+    v.evaluated = true;
+    v.violations = sustained();
+    for (const auto &x : v.violations) v.details.push_back(x.message);
+    v.passed = v.violations.empty();
+    v.summary = v.passed ? "monitor OK" : cat("monitor FAILED: ", v.violations.size(), " violation(s)");
+    return v;
 }
 
 std::vector<Sample> trim_warmup(const std::vector<Sample> &samples) {

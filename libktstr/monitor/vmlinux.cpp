@@ -12,6 +12,14 @@ const std::array<const char *, SCX_EVENT_COUNT> &scx_event_names() {
     return names;
 }
 
+std::optional<size_t> scx_event_index(std::string_view name) {
+    const auto &names = scx_event_names();
+    for (size_t i = 0; i < names.size(); i++)
+        if (name == names[i]) return i;
+    if (name == "enq_slice_dfl") return 7;   // refill_slice_dfl before its rename (spec 3.2)
+    return std::nullopt;
+}
+
 namespace {
 
 // The first five are required for the group; the rest read absent.

@@ -125,14 +125,14 @@ std::vector<MetricRow> metric_rows(const Run &run, const EvaluateOptions &opt) {
                 m["worst_run_delay_us"] = worst_delay;
             }
         }
-        if (run.monitor.present && rr.monitor.evaluated) {
-            const MonitorSummary &ms = rr.monitor_summary;
+        if (run.monitor.present && rr.monitor.verdict.evaluated) {
+            const monitor::Summary &ms = rr.monitor.summary;
             m["max_imbalance_ratio"] = ms.max_imbalance_ratio;
             m["max_dsq_depth"] = ms.max_local_dsq_depth;
             m["stall_count"] = ms.stall_detected ? 1 : 0;
-            if (ms.events) {
-                m["total_fallback"] = static_cast<double>(ms.event_totals[EV_SELECT_CPU_FALLBACK]);
-                m["total_keep_last"] = static_cast<double>(ms.event_totals[EV_DISPATCH_KEEP_LAST]);
+            if (ms.event_deltas) {
+                m["total_fallback"] = static_cast<double>((*ms.event_deltas)[monitor::SCX_EV_SELECT_CPU_FALLBACK]);
+                m["total_keep_last"] = static_cast<double>((*ms.event_deltas)[monitor::SCX_EV_DISPATCH_KEEP_LAST]);
             }
         }
         // Producer-computed metrics: registry names override ours, the rest

@@ -12,28 +12,15 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <regex>
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include "jsonscan.h"
+#include "ktstr/saturating.h"
 #include "ktstr/util.h"
 
 namespace ktstr::report {
-
-const char *const EVENT_COUNTER_NAMES[NUM_EVENT_COUNTERS] = {
-    "select_cpu_fallback", "dispatch_local_dsq_offline", "dispatch_keep_last", "enq_skip_exiting",
-    "enq_skip_migration_disabled", "reenq_immed", "reenq_local_repeat", "refill_slice_dfl",
-    "bypass_duration", "bypass_dispatch", "bypass_activate", "insert_not_owned", "sub_bypass_dispatch",
-};
-
-int event_counter_index(std::string_view name) {
-    for (size_t i = 0; i < NUM_EVENT_COUNTERS; ++i)
-        if (name == EVENT_COUNTER_NAMES[i]) return static_cast<int>(i);
-    if (name == "enq_slice_dfl") return 7;   // the pre-rename spelling (monitor.md 3.2)
-    return -1;
-}
 
 namespace {
 
@@ -106,24 +93,59 @@ struct Parsed {
     std::optional<double> duration_ms;
 };
 
-Parsed parse_message(const std::string &msg) {
-    static const std::regex stuck(R"(stuck (\d+)ms on cpu(\d+) at \+(\d+)ms)");
-    static const std::regex pinned(R"(on CPU (\d+) had (\d+)ms gap)");
-    static const std::regex into(R"(\((\d+(?:\.\d+)?)s into test\))");
-    static const std::regex on_cpu(R"(\bcpu ?(\d+)\b)", std::regex::icase);
-    Parsed p;
-    std::smatch m;
-    if (std::regex_search(msg, m, stuck)) {
-        p.duration_ms = std::stod(m[1]);
-        p.cpu = std::stoi(m[2]);
-        p.at_ms = std::stod(m[3]);
-    } else if (std::regex_search(msg, m, pinned)) {
-        p.cpu = std::stoi(m[1]);
-        p.duration_ms = std::stod(m[2]);
-    } else if (std::regex_search(msg, m, on_cpu)) {
-        p.cpu = std::stoi(m[1]);
+// Finds `pattern` in msg and returns its number fields.  The pattern is
+// literal text (ASCII case-insensitive with icase) where "#" stands for a run
+// of digits, "%" for digits with an optional ".digits" fraction and "~" for
+// an optional space; with
+// `word`, the match must not start or end inside a word.  (Hand-written:
+// <regex> trips g++ 12's -Wmaybe-uninitialized under the sanitizer build.)
+std::optional<std::vector<double>> find_numbers(std::string_view msg, std::string_view pattern, bool icase = false,
+                                                bool word = false) {
+    auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+    auto is_alpha = [](char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; };
+    auto is_word = [&](char c) { return is_digit(c) || is_alpha(c) || c == '_'; };
+    auto same = [&](char a, char b) { return a == b || (icase && is_alpha(a) && (a | 0x20) == (b | 0x20)); };
+    for (size_t start = 0; start < msg.size(); ++start) {
+        if (word && start > 0 && is_word(msg[start - 1])) continue;
+        std::vector<double> nums;
+        size_t i = start;
+        bool ok = true;
+        for (char pc : pattern) {
+            if (pc == '~') {   // an optional space
+                if (i < msg.size() && msg[i] == ' ') ++i;
+            } else if (pc == '#' || pc == '%') {
+                size_t from = i;
+                while (i < msg.size() && is_digit(msg[i])) ++i;
+                if (i == from) { ok = false; break; }
+                if (pc == '%' && i + 1 < msg.size() && msg[i] == '.' && is_digit(msg[i + 1]))
+                    for (++i; i < msg.size() && is_digit(msg[i]); ++i) {}
+                nums.push_back(std::strtod(std::string(msg.substr(from, i - from)).c_str(), nullptr));
+            } else if (i < msg.size() && same(msg[i], pc)) {
+                ++i;
+            } else {
+                ok = false;
+                break;
+            }
+        }
+        if (ok && word && i < msg.size() && is_word(msg[i])) ok = false;
+        if (ok) return nums;
     }
-    if (std::regex_search(msg, m, into)) p.at_s_run = std::stod(m[1]);
+    return std::nullopt;
+}
+
+Parsed parse_message(const std::string &msg) {
+    Parsed p;
+    if (auto n = find_numbers(msg, "stuck #ms on cpu# at +#ms")) {
+        p.duration_ms = (*n)[0];
+        p.cpu = static_cast<int>(std::min((*n)[1], 1e9));
+        p.at_ms = (*n)[2];
+    } else if (auto n2 = find_numbers(msg, "on CPU # had #ms gap")) {
+        p.cpu = static_cast<int>(std::min((*n2)[0], 1e9));
+        p.duration_ms = (*n2)[1];
+    } else if (auto n3 = find_numbers(msg, "cpu~#", true, true)) {
+        p.cpu = static_cast<int>(std::min((*n3)[0], 1e9));
+    }
+    if (auto n = find_numbers(msg, "(%s into test)")) p.at_s_run = (*n)[0];
     return p;
 }
 
@@ -405,9 +427,9 @@ bool fast_sample(std::string_view text, MonitorData &m) {
                             ev.present = true;
                             std::string_view name;
                             while (s.next_key(efirst, name)) {
-                                int idx = event_counter_index(name);
-                                if (idx < 0 || !s.integer(v)) { if (idx < 0) s.skip(); continue; }
-                                ev.sum[static_cast<size_t>(idx)] += v;
+                                auto idx = monitor::scx_event_index(name);
+                                if (!idx || !s.integer(v)) { if (!idx) s.skip(); continue; }
+                                ev.sum[*idx] = saturating_add(ev.sum[*idx], v);
                             }
                         } else if (!s.skip()) break;
                     } else if (!s.skip()) break;

@@ -175,18 +175,19 @@ std::string render_text(const Report &rep, bool color) {
         }
         const MonitorData &m = r.monitor;
         if (m.present) {
-            const MonitorSummary &ms = rr.monitor_summary;
+            const monitor::Summary &ms = rr.monitor.summary;
             o << "monitor: " << m.samples.size() << " samples";
-            if (rr.monitor_first) o << " (first " << rr.monitor_first << " skipped as warmup)";
+            if (rr.monitor.first) o << " (first " << rr.monitor.first << " skipped as warmup)";
             o << ", max imbalance " << fmtd("%.1f", ms.max_imbalance_ratio) << ", mean imbalance "
-              << fmtd("%.2f", ms.mean_imbalance_ratio) << ", max local DSQ depth " << ms.max_local_dsq_depth
-              << ", mean nr_running " << fmtd("%.2f", ms.mean_nr_running) << ", stall seen: "
+              << fmtd("%.2f", ms.avg_imbalance_ratio) << ", max local DSQ depth " << ms.max_local_dsq_depth
+              << ", mean nr_running " << fmtd("%.2f", ms.avg_nr_running) << ", stall seen: "
               << (ms.stall_detected ? "yes" : "no") << "\n";
-            if (ms.events)
-                o << "         select_cpu_fallback " << ms.event_totals[EV_SELECT_CPU_FALLBACK] << " ("
-                  << fmtd("%.1f", ms.fallback_rate) << "/s), dispatch_keep_last " << ms.event_totals[EV_DISPATCH_KEEP_LAST]
-                  << " (" << fmtd("%.1f", ms.keep_last_rate) << "/s)\n";
-            o << "         " << (rr.monitor.evaluated ? rr.monitor.text() : rr.monitor.note)
+            if (ms.event_deltas)
+                o << "         select_cpu_fallback " << (*ms.event_deltas)[monitor::SCX_EV_SELECT_CPU_FALLBACK] << " ("
+                  << fmtd("%.1f", ms.fallback_rate) << "/s), dispatch_keep_last "
+                  << (*ms.event_deltas)[monitor::SCX_EV_DISPATCH_KEEP_LAST] << " (" << fmtd("%.1f", ms.keep_last_rate)
+                  << "/s)\n";
+            o << "         " << rr.monitor.verdict.summary
               << (rr.monitor_counts ? "" : " (informational: no sched_ext scheduler under test)") << "\n";
             for (const auto &w : m.warnings) o << "         warning: " << w << "\n";
         }
@@ -283,28 +284,33 @@ ojson render_json(const Report &rep) {
         jr["scenarios"] = scen;
         jr["findings"] = findings_json(rr.findings);
         if (r.monitor.present) {
-            const MonitorSummary &ms = rr.monitor_summary;
+            const monitor::Summary &ms = rr.monitor.summary;
+            const monitor::Verdict &mv = rr.monitor.verdict;
             ojson jm = ojson::object();
             jm["samples"] = r.monitor.samples.size();
-            jm["warmup_skipped"] = rr.monitor_first;
+            jm["warmup_skipped"] = rr.monitor.first;
             jm["ended"] = r.monitor.ended;
             jm["counts"] = rr.monitor_counts;
-            jm["verdict"] = rr.monitor.evaluated ? (rr.monitor.passed ? "pass" : "fail") : "not_evaluated";
-            jm["text"] = rr.monitor.evaluated ? rr.monitor.text() : rr.monitor.note;
-            jm["summary"] = {{"max_imbalance_ratio", ms.max_imbalance_ratio}, {"mean_imbalance_ratio", ms.mean_imbalance_ratio},
-                             {"max_local_dsq_depth", ms.max_local_dsq_depth}, {"mean_nr_running", ms.mean_nr_running},
-                             {"mean_local_dsq_depth", ms.mean_local_dsq_depth}, {"stall_detected", ms.stall_detected}};
-            if (ms.events) {
+            jm["verdict"] = mv.evaluated ? (mv.passed ? "pass" : "fail") : "not_evaluated";
+            jm["text"] = mv.summary;
+            // ktstr.report/1 keeps its own member names (mean_*, event_totals) for the monitor library's summary.
+            jm["summary"] = {{"max_imbalance_ratio", ms.max_imbalance_ratio}, {"mean_imbalance_ratio", ms.avg_imbalance_ratio},
+                             {"max_local_dsq_depth", ms.max_local_dsq_depth}, {"mean_nr_running", ms.avg_nr_running},
+                             {"mean_local_dsq_depth", ms.avg_local_dsq_depth}, {"stall_detected", ms.stall_detected}};
+            if (ms.event_deltas) {
                 ojson ev = ojson::object();
-                for (size_t k = 0; k < NUM_EVENT_COUNTERS; ++k) ev[EVENT_COUNTER_NAMES[k]] = ms.event_totals[k];
+                for (size_t k = 0; k < monitor::SCX_EVENT_COUNT; ++k) ev[monitor::scx_event_names()[k]] = (*ms.event_deltas)[k];
                 jm["summary"]["event_totals"] = ev;
                 jm["summary"]["fallback_rate"] = ms.fallback_rate;
                 jm["summary"]["keep_last_rate"] = ms.keep_last_rate;
             }
             ojson vs = ojson::array();
-            for (const auto &f : rr.monitor.findings)
-                vs.push_back({{"check", f.check}, {"message", f.message}, {"cpu", f.cpu}, {"first_sample", f.first_sample},
-                              {"last_sample", f.last_sample}, {"start_ms", f.start_ms}, {"end_ms", f.end_ms}});
+            for (const auto &v : mv.violations) {
+                ViolationSpan span = violation_span(r.monitor, v);
+                vs.push_back({{"check", v.check}, {"message", v.message}, {"cpu", v.cpu ? int64_t(*v.cpu) : -1},
+                              {"first_sample", v.first()}, {"last_sample", v.at}, {"start_ms", span.start_ms},
+                              {"end_ms", span.end_ms}});
+            }
             jm["violations"] = vs;
             jr["monitor"] = jm;
         }

@@ -104,14 +104,15 @@ void timelines(std::ostringstream &o, const RunResult &rr) {
       << "\" height=\"" << height << "\" viewBox=\"0 0 " << LABEL_W + PLOT_W + 10 << " " << height
       << "\" font-family=\"sans-serif\" font-size=\"11\">\n";
     // warmup and violations behind everything
-    if (rr.monitor_first > 0 && rr.monitor_first < m.samples.size())
+    if (rr.monitor.first > 0 && rr.monitor.first < m.samples.size())
         o << "<rect x=\"" << LABEL_W << "\" y=\"" << top << "\" width=\""
-          << fmtd("%.1f", x_of(m.samples[rr.monitor_first].elapsed_ms) - LABEL_W) << "\" height=\""
+          << fmtd("%.1f", x_of(m.samples[rr.monitor.first].elapsed_ms) - LABEL_W) << "\" height=\""
           << ncpu * row_h << "\" fill=\"#eeeeee\"><title>monitor warmup (not evaluated)</title></rect>\n";
-    for (const auto &f : rr.monitor.findings) {
-        double xa = x_of(f.start_ms), xb = std::max(x_of(f.end_ms), xa + 2);
+    for (const auto &f : rr.monitor.verdict.violations) {
+        ViolationSpan span = violation_span(m, f);
+        double xa = x_of(span.start_ms), xb = std::max(x_of(span.end_ms), xa + 2);
         int y = top, h = static_cast<int>(ncpu) * row_h;
-        if (f.cpu >= 0 && f.check != "imbalance" && static_cast<uint32_t>(f.cpu) < ncpu) { y = top + f.cpu * row_h; h = row_h; }
+        if (f.cpu && *f.cpu < ncpu) { y = top + static_cast<int>(*f.cpu) * row_h; h = row_h; }
         o << "<rect class=\"violation\" x=\"" << fmtd("%.1f", xa) << "\" y=\"" << y << "\" width=\"" << fmtd("%.1f", xb - xa)
           << "\" height=\"" << h << "\" fill=\"#c62828\" fill-opacity=\"0.18\"><title>" << xml_escape(f.message)
           << "</title></rect>\n";
@@ -206,10 +207,10 @@ std::string render_html(const Report &rep) {
           << xml_escape(rr.reason) << "</span></p>\n";
         for (const auto &t : r.truncated) o << "<p class=\"muted\">cut short: " << xml_escape(t) << "</p>\n";
         if (r.monitor.present) {
-            const MonitorSummary &ms = rr.monitor_summary;
+            const monitor::Summary &ms = rr.monitor.summary;
             o << "<p>monitor: " << r.monitor.samples.size() << " samples, max imbalance " << fmtd("%.1f", ms.max_imbalance_ratio)
               << ", max local DSQ depth " << ms.max_local_dsq_depth << ", stall seen: " << (ms.stall_detected ? "yes" : "no")
-              << " &mdash; <b>" << xml_escape(rr.monitor.evaluated ? rr.monitor.text() : rr.monitor.note) << "</b>"
+              << " &mdash; <b>" << xml_escape(rr.monitor.verdict.summary) << "</b>"
               << (rr.monitor_counts ? "" : " (informational)") << "</p>\n";
             timelines(o, rr);
         }

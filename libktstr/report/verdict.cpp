@@ -145,17 +145,17 @@ std::pair<Verdict, std::string> classify_exit(const ExitInfo &e) {
     return {Verdict::inconclusive, cat("VM run failed: ", why, " (exit code ", c, ")")};
 }
 
-Finding monitor_finding(const MonitorFinding &mf, const Run &run, bool counts) {
+Finding monitor_finding(const monitor::Verdict::Violation &v, const Run &run, bool counts) {
     Finding f;
     f.source = "monitor";
     f.kind = "Monitor";
-    f.check = mf.check;
-    f.message = mf.message;
-    if (mf.cpu >= 0 && mf.check != "imbalance") f.cpu = mf.cpu;
-    f.at_s = mf.start_ms / 1000.0;
-    f.duration_ms = mf.end_ms - mf.start_ms;
+    f.check = v.check;
+    f.message = v.message;
+    if (v.cpu) f.cpu = static_cast<int>(*v.cpu);
+    ViolationSpan span = violation_span(run.monitor, v);
+    f.at_s = span.start_ms / 1000.0;
+    f.duration_ms = span.end_ms - span.start_ms;
     f.failed = counts;
-    (void)run;
     return f;
 }
 
@@ -171,14 +171,11 @@ RunResult evaluate_run(const Run &run, const EvaluateOptions &opt) {
     rr.monitor_counts = run.monitor.present &&
                         (opt.monitor == MonitorPolicy::always ||
                          (opt.monitor == MonitorPolicy::automatic && (sched || !run.has_vmm)));
-    MonitorThresholds thr;
+    monitor::Thresholds thr;
     for (const auto &s : run.scenarios) thr = thresholds_from_checks(thr, s.checks_config);
-    if (run.monitor.present) {
-        rr.monitor_first = opt.warmup ? warmup_skip(run.monitor) : 0;
-        rr.monitor_summary = summarize(run.monitor, rr.monitor_first);
-        rr.monitor = evaluate(run.monitor, thr, rr.monitor_first);
-    }
-    std::vector<bool> placed(rr.monitor.findings.size(), false);
+    if (run.monitor.present) rr.monitor = evaluate_monitor(run.monitor, thr, opt.warmup ? warmup_skip(run.monitor) : 0);
+    const auto &violations = rr.monitor.verdict.violations;
+    std::vector<bool> placed(violations.size(), false);
 
     // ---- scenarios --------------------------------------------------------------
     for (size_t si = 0; si < run.scenarios.size(); ++si) {
@@ -203,12 +200,12 @@ RunResult evaluate_run(const Run &run, const EvaluateOptions &opt) {
                     : si + 1 < run.scenarios.size() && run.scenarios[si + 1].start_s >= 0 ? run.scenarios[si + 1].start_s
                                                                                            : 1e300;
         bool monitor_failed_here = false;
-        for (size_t k = 0; k < rr.monitor.findings.size(); ++k) {
-            const MonitorFinding &mf = rr.monitor.findings[k];
-            double t_end = mf.end_ms / 1000.0, t_start = mf.start_ms / 1000.0;
+        for (size_t k = 0; k < violations.size(); ++k) {
+            ViolationSpan span = violation_span(run.monitor, violations[k]);
+            double t_end = span.end_ms / 1000.0, t_start = span.start_ms / 1000.0;
             if (placed[k] || t_end < lo || t_start > hi) continue;
             placed[k] = true;
-            Finding f = monitor_finding(mf, run, rr.monitor_counts);
+            Finding f = monitor_finding(violations[k], run, rr.monitor_counts);
             int st = step_at(s, *f.at_s);
             if (st >= 0) f.step = s.steps[static_cast<size_t>(st)].index;
             if (rr.monitor_counts) {
@@ -248,8 +245,8 @@ RunResult evaluate_run(const Run &run, const EvaluateOptions &opt) {
         rr.scenarios.push_back(std::move(res));
     }
     // Monitor findings outside every scenario window belong to the run.
-    for (size_t k = 0; k < rr.monitor.findings.size(); ++k)
-        if (!placed[k]) rr.findings.push_back(monitor_finding(rr.monitor.findings[k], run, rr.monitor_counts));
+    for (size_t k = 0; k < violations.size(); ++k)
+        if (!placed[k]) rr.findings.push_back(monitor_finding(violations[k], run, rr.monitor_counts));
 
     // ---- the run -------------------------------------------------------------------
     std::vector<std::string> incomplete;
@@ -277,8 +274,8 @@ RunResult evaluate_run(const Run &run, const EvaluateOptions &opt) {
     if (run.has_vmm && run.scenarios.empty()) incomplete.push_back("the guest never reached a scenario");
     if (!run.has_vmm && !run.monitor.present && run.truncated.empty())
         incomplete.push_back("no ktstr.vmm/1 or ktstr.monitor/1 events in the input");
-    if (!run.has_vmm && run.monitor.present && !rr.monitor.evaluated)
-        incomplete.push_back(rr.monitor.note.empty() ? "monitor verdict not evaluated" : rr.monitor.note);
+    if (!run.has_vmm && run.monitor.present && !rr.monitor.verdict.evaluated)
+        incomplete.push_back(rr.monitor.verdict.summary.empty() ? "monitor verdict not evaluated" : rr.monitor.verdict.summary);
 
     size_t n_fail = 0, n_incon = 0, n_skip = 0;
     for (const auto &r : rr.scenarios) {
@@ -300,7 +297,7 @@ RunResult evaluate_run(const Run &run, const EvaluateOptions &opt) {
         rr.reason = "every scenario was skipped";
     } else {
         rr.verdict = Verdict::pass;
-        rr.reason = run.has_vmm ? "all scenarios passed" : rr.monitor.text();
+        rr.reason = run.has_vmm ? "all scenarios passed" : rr.monitor.verdict.summary;
     }
     return rr;
 }

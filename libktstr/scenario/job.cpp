@@ -68,17 +68,38 @@ void ScenarioJobOptions::validate() const {
 
 namespace {
 
-// The scenario-end record of a scenario that could not run at all (the scheduler never
-// attached, or the run stopped on an error): consumers see how every scenario ended.
-void emit_not_run(const std::string &name, DetailKind kind, const std::string &why, int exit_code, const EmitFn &emit) {
+// The events of a scenario that could not run at all (the scheduler never attached, or
+// the run stopped on an error): a start, the failed check and the end, so that every
+// consumer sees the scenario, what failed and how it ended.
+void emit_not_run(const Scenario &s, const std::string &check, DetailKind kind, const std::string &why, int exit_code,
+                  const std::string &scheduler, const EmitFn &emit) {
     log::error(why);
     if (!emit) return;
+    ojson start;
+    start["event"] = "scenario_start";
+    start["scenario"] = s.name;
+    start["category"] = s.category;
+    start["description"] = s.description;
+    if (scheduler.empty()) start["scheduler"] = "eevdf";
+    else start["scheduler"] = {{"path", scheduler}};
+    start["not_run"] = true;
+    emit(start);
+    const ojson details = ojson::array({{{"kind", detail_kind_name(kind)}, {"message", why}}});
+    ojson c;
+    c["event"] = "check";
+    c["scenario"] = s.name;
+    c["check"] = check;
+    c["group"] = "";
+    c["passed"] = false;
+    c["message"] = why;
+    c["details"] = details;
+    emit(c);
     ojson end;
     end["event"] = "scenario_end";
-    end["scenario"] = name;
+    end["scenario"] = s.name;
     end["passed"] = false;
     end["skipped"] = false;
-    end["details"] = ojson::array({{{"kind", detail_kind_name(kind)}, {"message", why}}});
+    end["details"] = details;
     end["exit_code"] = exit_code;
     emit(end);
 }
@@ -101,7 +122,7 @@ int run_one(const Scenario &s, const CpuLayout &layout, const RunOptions &base, 
         } catch (const Error &e) {
             // The scheduler under test never attached: that is its failure (exit 1), reported
             // as a failed scenario naming why, with its output.
-            emit_not_run(s.name, DetailKind::SchedulerDied, e.what(), 1, emit);
+            emit_not_run(s, "scheduler", DetailKind::SchedulerDied, e.what(), JOB_EXIT_FAILED, a.get("scheduler"), emit);
             return 1;
         }
         opt.scheduler = sched.get();
@@ -112,7 +133,8 @@ int run_one(const Scenario &s, const CpuLayout &layout, const RunOptions &base, 
         return out.exit_code;
     } catch (const Error &e) {
         int code = exit_code_of(e);
-        emit_not_run(s.name, DetailKind::Other, cat("scenario '", s.name, "' could not run: ", e.what()), code, emit);
+        emit_not_run(s, "run", DetailKind::Other, cat("scenario '", s.name, "' could not run: ", e.what()), code,
+                     a.get("scheduler"), emit);
         return code;
     }
 }
@@ -121,6 +143,13 @@ int run_one(const Scenario &s, const CpuLayout &layout, const RunOptions &base, 
 
 int run_scenario_job(const std::vector<std::string> &argv, const std::string &job_root, const EmitFn &emit) {
     cli::Args a = cli::parse(argv, job_options());
+    // The run writes cgroups, sysctls and scheduling policies.  Only the guest's PID 1 (the
+    // agent, which runs jobs in its own process) may default to the real ones; anywhere
+    // else (unit tests run as root on a developer's host) both roots must be given.
+    const bool in_guest = ::getpid() == 1;
+    if (!in_guest && (!a.has("cgroup-root") || !a.has("proc-sys")))
+        fail(ErrorKind::usage, "the scenario job runs inside the ktstr guest; elsewhere give --cgroup-root and "
+                               "--proc-sys (a scratch directory, not the host's)");
     std::string root = job_root.empty() || job_root.back() == '/' ? job_root : job_root + "/";
     std::vector<std::string> files = a.all("file");
     if (files.empty()) files.push_back(JOB_SCENARIO_FILE);
@@ -133,13 +162,6 @@ int run_scenario_job(const std::vector<std::string> &argv, const std::string &jo
     opt.ctx.duration_s = a.get_double("duration", opt.ctx.duration_s);
     opt.ctx.workers_per_cgroup = static_cast<uint32_t>(a.get_u64("workers", opt.ctx.workers_per_cgroup));
     opt.ctx.settle_ms = a.get_u64("settle", opt.ctx.settle_ms);
-    // The run writes cgroups, sysctls and scheduling policies.  Only the guest's PID 1 (the
-    // agent, which runs jobs in its own process) may default to the real ones; anywhere
-    // else (unit tests run as root on a developer's host) both roots must be given.
-    const bool in_guest = ::getpid() == 1;
-    if (!in_guest && (!a.has("cgroup-root") || !a.has("proc-sys")))
-        fail(ErrorKind::usage, "the scenario job runs inside the ktstr guest; elsewhere give --cgroup-root and "
-                               "--proc-sys (a scratch directory, not the host's)");
     opt.cgroup_root = a.get("cgroup-root", "/sys/fs/cgroup");
     opt.proc_sys = a.get("proc-sys", "/proc/sys");
     for (auto &c : a.all("check")) opt.check_overrides.set_from_text(c);

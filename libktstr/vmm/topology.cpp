@@ -1,7 +1,8 @@
 // libktstr/vmm: topology parsing, validation and CPU/LLC/node arithmetic.
 #include "ktstr/topology.h"
 
-#include <regex>
+#include <array>
+#include <optional>
 
 #include "ktstr/util.h"
 
@@ -146,16 +147,34 @@ void validate_topology(const Topology &t) {
 }
 
 Topology parse_topology(const std::string &text) {
-    static const std::regex compact(R"(^(\d+)n(\d+)l(\d+)c(\d+)t$)");
-    static const std::regex commas(R"(^(\d+),(\d+),(\d+),(\d+)$)");
-    std::smatch m;
     std::string s(trim(text));
-    if (!std::regex_match(s, m, compact) && !std::regex_match(s, m, commas))
+    // Four digit runs, each followed by its separator ('\0': the end).  By
+    // hand: <regex> trips g++ 12's -Wmaybe-uninitialized in the sanitizer build.
+    auto fields = [&](const char (&seps)[4]) -> std::optional<std::array<std::string, 4>> {
+        std::array<std::string, 4> out;
+        size_t pos = 0;
+        for (size_t i = 0; i < 4; ++i) {
+            size_t from = pos;
+            while (pos < s.size() && s[pos] >= '0' && s[pos] <= '9') ++pos;
+            if (pos == from) return std::nullopt;
+            out[i] = s.substr(from, pos - from);
+            if (i < 3 || seps[3]) {
+                if (pos >= s.size() || s[pos] != seps[i]) return std::nullopt;
+                ++pos;
+            }
+        }
+        if (pos != s.size()) return std::nullopt;
+        return out;
+    };
+    auto m = fields({'n', 'l', 'c', 't'});
+    if (!m) m = fields({',', ',', ',', '\0'});
+    if (!m)
         fail(ErrorKind::usage, "topology '", text,
              "': expected NnNlNcNt (NUMA nodes, LLCs, cores per LLC, threads per core), e.g. 1n2l2c2t");
     auto num = [&](int i) -> uint32_t {
-        auto v = parse_u64(m[i].str());
-        if (!v || *v > 0xFFFFFFFFull) fail(ErrorKind::usage, "topology '", text, "': number '", m[i].str(), "' too large");
+        const std::string &digits = (*m)[static_cast<size_t>(i - 1)];
+        auto v = parse_u64(digits);
+        if (!v || *v > 0xFFFFFFFFull) fail(ErrorKind::usage, "topology '", text, "': number '", digits, "' too large");
         return static_cast<uint32_t>(*v);
     };
     Topology t;

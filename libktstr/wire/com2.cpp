@@ -94,17 +94,21 @@ void Com2Parser::on_line(std::string_view raw) {
     if (line.empty()) return;
     if (starts_with(line, sentinel::MSG_PREFIX)) {
         // KTSTR_MSG=<type hex8> <len> <crc hex8>
+        // (Parsed only when there are three fields: optionals built from
+        // "cond ? parse : nullopt" trip g++ 12's -Wmaybe-uninitialized at -O1.)
         auto f = split(line.substr(sentinel::MSG_PREFIX.size()), ' ', false);
-        auto type = f.size() == 3 ? parse_hex32(f[0]) : std::nullopt;
-        auto len = f.size() == 3 ? parse_u64(f[1]) : std::nullopt;
-        auto crc = f.size() == 3 ? parse_hex32(f[2]) : std::nullopt;
-        if (type && len && crc && *len <= MAX_COM2_FRAME) {
-            frame_type_ = *type;
-            frame_crc_ = *crc;
-            frame_len_ = size_t(*len);
-            in_frame_ = true;
-            if (frame_len_ == 0) frame_done();
-            return;
+        if (f.size() == 3) {
+            auto type = parse_hex32(f[0]);
+            auto len = parse_u64(f[1]);
+            auto crc = parse_hex32(f[2]);
+            if (type && len && crc && *len <= MAX_COM2_FRAME) {
+                frame_type_ = *type;
+                frame_crc_ = *crc;
+                frame_len_ = size_t(*len);
+                in_frame_ = true;
+                if (frame_len_ == 0) frame_done();
+                return;
+            }
         }
         bad_frames_++;
         sink_({K::text, std::string(line), 0, {}});

@@ -74,7 +74,9 @@ rm -f "$TMP/other-vmlinux"
 wait_console "scx_simple started" 60
 for i in $(seq 1 120); do
     ktstr-monitor --memory-file "$GUEST_RAM" --cpus 4 --vmlinux "$VMLINUX" maps >"$TMP/maps.jsonl" 2>/dev/null || true
-    grep -q '"name":"scx_simp.bss"' "$TMP/maps.jsonl" && break
+    # libbpf creates the struct_ops map after the data maps: wait for both,
+    # or a slower monitor (make check's sanitizer build) looks in between.
+    grep -q '"name":"scx_simp.bss"' "$TMP/maps.jsonl" && grep -q '"name":"simple_ops"' "$TMP/maps.jsonl" && break
     sleep 1
 done
 cat "$TMP/maps.jsonl"

@@ -11,7 +11,8 @@ wait_s=${KTSTR_E2E_TIMEOUT:-120}
 top=${KTSTR_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 lib="$KTSTR_BIN/../lib/libktstr.a"
 [ -f "$lib" ] || skip "$lib not built"
-g++ -std=c++20 -O0 -I"$top/libktstr/include" -o "$TMP/client" "$top/tests/e2e/vmm_monitor_client.cpp" \
+# Under make check libktstr.a carries ASan/UBSan: the client links with the same flags.
+g++ -std=c++20 -O0 ${KTSTR_SANITIZE:-} -I"$top/libktstr/include" -o "$TMP/client" "$top/tests/e2e/vmm_monitor_client.cpp" \
     "$lib" -lpthread -lz || die "building the test client failed"
 
 vmm_busybox_initrd "$TMP/initrd.cpio" '#!/bin/busybox sh

@@ -78,12 +78,9 @@ TEST_CASE("job table and /args parsing") {
     REQUIRE(find_job_kind("scenario"));
     CHECK(find_job_kind("scenario")->report_init);
     JobContext ctx;
-    ctx.root = "/nonexistent-job-root";
+    ctx.root = "/nonexistent-job-root";   // refused before any file is read
     ctx.args = {"--duration", "0.1"};
-    write_file_atomic("/tmp/ktstr-unit-scenario-job.json", R"({"schema":"ktstr.scenario/1","name":"s","steady":{"num_cgroups":1}})");
-    ctx.args.insert(ctx.args.end(), {"--file", "/tmp/ktstr-unit-scenario-job.json"});
     CHECK_THROWS_WITH_AS(find_job_kind("scenario")->run(ctx), doctest::Contains("give --cgroup-root and --proc-sys"), Error);
-    ::unlink("/tmp/ktstr-unit-scenario-job.json");
     CHECK(parse_args_file("exec\n--x\r\n\n\n") == std::vector<std::string>{"exec", "--x"});
     CHECK(parse_args_file("").empty());
 }

@@ -68,6 +68,22 @@ SyntheticSpec kaslr_spec(bool l5) {
 
 void put64(SyntheticGuest &g, uint64_t pa, uint64_t v) { g.mem().write_u64(pa, 0, v); }
 
+// A synthetic guest of test_vmlinux() placed by KASLR, its memory and the
+// address space recovered from it: what most tests below start from.
+struct KaslrGuest {
+    Vmlinux vm = test_vmlinux();
+    SyntheticSpec spec;
+    SyntheticGuest g;
+    GuestMem mem;
+    AddressSpace as;
+    explicit KaslrGuest(bool l5 = false)
+        : spec(kaslr_spec(l5)), g(build_synthetic_guest(vm, spec)), mem(g.mem()), as(mem, g.layout) {}
+    uint64_t direct(uint64_t pa) const { return spec.page_offset + pa; }   // direct-map KVA of a PA
+};
+struct KaslrGuestL5 : KaslrGuest {
+    KaslrGuestL5() : KaslrGuest(true) {}
+};
+
 } // namespace
 
 TEST_CASE("locate_kernel: nokaslr, KASLR with 4-level and 5-level paging") {
@@ -101,11 +117,7 @@ TEST_CASE("locate_kernel: nokaslr, KASLR with 4-level and 5-level paging") {
     }
 }
 
-TEST_CASE("locate_kernel: not yet while the banner is missing or phys_base is not set") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticSpec spec = kaslr_spec(false);
-    SyntheticGuest g = build_synthetic_guest(vm, spec);
-    GuestMem mem = g.mem();
+TEST_CASE_FIXTURE(KaslrGuest, "locate_kernel: not yet while the banner is missing or phys_base is not set") {
     uint64_t banner_pa = BANNER - START_KERNEL_MAP + spec.image_delta;
     uint64_t pb_pa = PHYS_BASE - START_KERNEL_MAP + spec.image_delta;
     // before __startup_64: phys_base still 0 => slide guess == image_delta, page tables disagree
@@ -126,11 +138,8 @@ TEST_CASE("locate_kernel: not yet while the banner is missing or phys_base is no
     CHECK(locate_kernel(mem, vm).detail.find("page_offset_base") != std::string::npos);
 }
 
-TEST_CASE("a different kernel's banner is reported; ours anywhere in memory is not a mismatch") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticGuest g = build_synthetic_guest(vm, kaslr_spec(false));
-    GuestMem mem = g.mem();
-    uint64_t banner_pa = BANNER - START_KERNEL_MAP + kaslr_spec(false).image_delta;
+TEST_CASE_FIXTURE(KaslrGuest, "a different kernel's banner is reported; ours anywhere in memory is not a mismatch") {
+    uint64_t banner_pa = BANNER - START_KERNEL_MAP + spec.image_delta;
     std::memset(&g.bytes[banner_pa], 0, vm.banner.size());
     const std::string other = "Linux version 6.1.0-other (a@b) (gcc) #1 SMP\n";
     std::memcpy(&g.bytes[g.free_pa + 3], other.c_str(), other.size() + 1);
@@ -145,12 +154,7 @@ TEST_CASE("a different kernel's banner is reported; ours anywhere in memory is n
     CHECK(find_foreign_banner(mem, vm.banner).empty());
 }
 
-TEST_CASE("readiness: per-CPU offsets must be set up and rq->cpu must agree") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticSpec spec = kaslr_spec(false);
-    SyntheticGuest g = build_synthetic_guest(vm, spec);
-    GuestMem mem = g.mem();
-    AddressSpace as(mem, g.layout);
+TEST_CASE_FIXTURE(KaslrGuest, "readiness: per-CPU offsets must be set up and rq->cpu must agree") {
     uint64_t pco_pa = as.symbol_pa(PCO);
     std::string why;
     REQUIRE(resolve_rq_pas(as, vm, 4, &why));
@@ -174,13 +178,7 @@ TEST_CASE("readiness: per-CPU offsets must be set up and rq->cpu must agree") {
     CHECK_FALSE(resolve_rq_pas(as, vm, 4, &why));
 }
 
-TEST_CASE("sampler: rq, sched_ext, schedstat, domains and event counters") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticSpec spec = kaslr_spec(true);
-    SyntheticGuest g = build_synthetic_guest(vm, spec);
-    GuestMem mem = g.mem();
-    AddressSpace as(mem, g.layout);
-    auto direct = [&](uint64_t pa) { return spec.page_offset + pa; };
+TEST_CASE_FIXTURE(KaslrGuestL5, "sampler: rq, sched_ext, schedstat, domains and event counters") {
     for (uint32_t c = 0; c < 4; c++) {
         uint64_t rq = g.rq_pa[c];
         mem.write_u32(rq, 4, 10 + c);
@@ -267,14 +265,8 @@ void xa_node(SyntheticGuest &g, uint64_t pa, uint8_t shift, std::vector<std::pai
 }
 } // namespace
 
-TEST_CASE("IDR walk: empty, single entry, one and two levels, internal markers, idr_next bound") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticSpec spec = kaslr_spec(false);
-    SyntheticGuest g = build_synthetic_guest(vm, spec);
-    GuestMem mem = g.mem();
-    AddressSpace as(mem, g.layout);
+TEST_CASE_FIXTURE(KaslrGuest, "IDR walk: empty, single entry, one and two levels, internal markers, idr_next bound") {
     uint64_t idr = as.symbol_pa(MAP_IDR);
-    auto direct = [&](uint64_t pa) { return spec.page_offset + pa; };
     CHECK(idr_entries(as, vm.off, idr).empty());
     // single entry: the head itself is the object pointer at index 0
     put64(g, idr + 8, direct(0x123000));
@@ -308,13 +300,7 @@ TEST_CASE("IDR walk: empty, single entry, one and two levels, internal markers, 
     CHECK(e[0].first == 66);
 }
 
-TEST_CASE("BPF maps: names, types, array values through vmalloc mappings, bounds and ambiguity") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticSpec spec = kaslr_spec(false);
-    SyntheticGuest g = build_synthetic_guest(vm, spec);
-    GuestMem mem = g.mem();
-    AddressSpace as(mem, g.layout);
-    auto direct = [&](uint64_t pa) { return spec.page_offset + pa; };
+TEST_CASE_FIXTURE(KaslrGuest, "BPF maps: names, types, array values through vmalloc mappings, bounds and ambiguity") {
     uint64_t node = g.free_pa;
     // map 1: array "sched.bss" (vmalloc'd: two non-adjacent physical pages)
     const uint64_t vmap = 0xffffc90000010000ull;
@@ -367,13 +353,7 @@ TEST_CASE("BPF maps: names, types, array values through vmalloc mappings, bounds
     CHECK(g.bytes[m1 + 256 + 3800] == 'y');
 }
 
-TEST_CASE("BPF programs: struct_ops type, aux name and verified_insns") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticSpec spec = kaslr_spec(false);
-    SyntheticGuest g = build_synthetic_guest(vm, spec);
-    GuestMem mem = g.mem();
-    AddressSpace as(mem, g.layout);
-    auto direct = [&](uint64_t pa) { return spec.page_offset + pa; };
+TEST_CASE_FIXTURE(KaslrGuest, "BPF programs: struct_ops type, aux name and verified_insns") {
     uint64_t prog = g.free_pa + 0x100, aux = g.free_pa + 0x1000, noaux = g.free_pa + 0x2000;
     mem.write_u32(prog, 4, BPF_PROG_TYPE_STRUCT_OPS);
     put64(g, prog + 56, direct(aux));
@@ -461,7 +441,8 @@ TEST_CASE("verdict: stall sustained at N fails, N-1 passes, a good sample resets
     REQUIRE(v.violations.size() == 1);
     CHECK(v.violations[0].check == "stall");
     CHECK(v.violations[0].cpu == 0u);
-    CHECK(v.details[0].find("cpu 0 stalled") != std::string::npos);
+    CHECK(v.details[0] == "cpu0 stalled: rq_clock stuck at 1000 with runnable tasks for 5 consecutive samples "
+                         "(ending at sample 5)");
     CHECK(v.summary == "monitor FAILED: 1 violation(s)");
     t.fail_on_stall = false;
     CHECK(run(5, false).passed);
@@ -475,18 +456,20 @@ TEST_CASE("verdict: imbalance, DSQ depth, plausibility, event rates") {
     CHECK_FALSE(v.passed);
     REQUIRE(v.violations.size() == 2);
     CHECK(v.violations[0].check == "imbalance");
-    CHECK(v.details[0].find("imbalance ratio 4.5 above 4.0 for 6 samples") != std::string::npos);
+    CHECK(v.details[0] == "imbalance ratio 4.5 exceeded threshold 4.0 for 6 consecutive samples (ending at sample 5)");
     CHECK(v.violations[1].check == "local_dsq_depth");
     CHECK(v.violations[1].cpu == 0u);
+    CHECK(v.details[1] == "local DSQ depth 60 on cpu0 exceeded threshold 50 for 6 consecutive samples (ending at sample 5)");
     // one implausible sample anywhere: "not yet initialized", no checks
     s[3].cpus[1].local_dsq_depth = 20000;
     v = evaluate(s, t, THR);
     CHECK(v.passed);
-    CHECK(v.summary == "monitor data not yet initialized");
+    CHECK_FALSE(v.evaluated);
+    CHECK(v.summary == "monitor data not yet initialized (sample 3 has a local DSQ depth over 10000)");
     // identical clocks everywhere: not initialized either
     std::vector<Sample> same;
     for (int i = 0; i < 6; i++) same.push_back(sample(100 * i, {cpu(3, 7), cpu(3, 7)}));
-    CHECK(evaluate(same, t, THR).summary == "monitor data not yet initialized");
+    CHECK(evaluate(same, t, THR).summary == "monitor data not yet initialized (every rq_clock is identical)");
     CHECK(evaluate({}, t, THR).summary == "no monitor samples");
     // fallback rate: 100 events per 100 ms = 1000/s > 200/s for 5 intervals
     std::vector<Sample> ev;
@@ -501,6 +484,8 @@ TEST_CASE("verdict: imbalance, DSQ depth, plausibility, event rates") {
     REQUIRE(v.violations.size() == 1);
     CHECK(v.violations[0].check == "fallback_rate");
     CHECK(v.violations[0].value == doctest::Approx(1000.0));
+    CHECK(v.details[0] == "select_cpu_fallback rate 1000.0/s exceeded threshold 200.0/s for 5 consecutive samples "
+                          "(ending at sample 5)");
     // a zero-length interval never violates; a counter reset (negative rate) neither
     for (auto &x : ev) x.elapsed_ms = 0;
     CHECK(evaluate(ev, t, THR).passed);
@@ -573,14 +558,33 @@ TEST_CASE("ViolationChecker reports each check once, when it becomes sustained")
         if (!v.empty()) fired.push_back(size_t(i));
     }
     CHECK(fired == std::vector<size_t>{3});   // samples 1,2,3 are the 3 stalled intervals
+    CHECK(c.verdict().violations.size() == 1);
+    CHECK(c.verdict().summary == "monitor FAILED: 1 violation(s)");
+}
+
+TEST_CASE("ViolationChecker: indices from first_index, the CPU of the worst DSQ run, no samples") {
+    Thresholds t;
+    t.sustained_samples = 2;
+    ViolationChecker c(t, THR, 20);   // a caller that skipped 20 warmup samples
+    CHECK(c.verdict().summary == "no monitor samples");
+    // cpu 1 deep for 2 samples, then cpu 0 deep for 3: the worst run is cpu 0's
+    for (int i = 0; i < 5; i++) {
+        bool early = i < 2;
+        c.add(sample(100 * i, {cpu(1, 10 + i, early ? 0 : 70), cpu(1, 20 + i, early ? 80 : 0)}));
+    }
+    Verdict v = c.verdict();
+    REQUIRE(v.violations.size() == 1);
+    CHECK(v.violations[0].check == "local_dsq_depth");
+    CHECK(v.violations[0].cpu == 0u);
+    CHECK(v.violations[0].run == 5);   // deep somewhere in every sample
+    CHECK(v.violations[0].at == 24);
+    CHECK(v.violations[0].first() == 20);
+    CHECK(v.details[0] == "local DSQ depth 70 on cpu0 exceeded threshold 50 for 5 consecutive samples (ending at sample 24)");
 }
 
 // ---- offline session: the real protocol over a Unix socket ------------------------------
 
-TEST_CASE("session over a socket: layout + memfd -> meta, samples, violation, summary, end") {
-    Vmlinux vm = test_vmlinux();
-    SyntheticSpec spec = kaslr_spec(false);
-    SyntheticGuest g = build_synthetic_guest(vm, spec);
+TEST_CASE_FIXTURE(KaslrGuest, "session over a socket: layout + memfd -> meta, samples, violation, summary, end") {
     // rq clocks of cpu 1 stay still with a runnable task: a stall after 2 samples
     for (uint32_t c = 0; c < 4; c++) g.mem().write_u32(g.rq_pa[c], 4, 1);
     unique_fd memfd(memfd_create("ktstr-test-guest", MFD_CLOEXEC));

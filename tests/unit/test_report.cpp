@@ -108,8 +108,8 @@ TEST_CASE("sample lines: fields, absent vcpu time, event counter sums, unknown f
     CHECK(m.cpus(s)[0].vcpu_cpu_time_ns == 5);
     CHECK(m.cpus(s)[1].vcpu_cpu_time_ns == -1);
     CHECK(s.events.present);
-    CHECK(s.events.sum[EV_SELECT_CPU_FALLBACK] == 10);
-    CHECK(s.events.sum[EV_DISPATCH_KEEP_LAST] == 1);
+    CHECK(s.events.sum[monitor::SCX_EV_SELECT_CPU_FALLBACK] == 10);
+    CHECK(s.events.sum[monitor::SCX_EV_DISPATCH_KEEP_LAST] == 1);
     CHECK(m.ended);
     CHECK(r.truncated.empty());
 }
@@ -183,140 +183,141 @@ TEST_CASE("a sample with wrongly typed cpu fields is an input error, not a crash
 }
 
 // ---- monitor summary and verdict (monitor.md 8) ------------------------------------------
+//
+// The rules themselves are libktstr/monitor's and tested in test_monitor.cpp;
+// these tests cover what report adds: the rebuilt samples, indices and times
+// on the stream, warmup, thresholds from the scenario's checks.
 
-TEST_CASE("imbalance ratio and plausibility") {
-    std::vector<CpuReading> c(3);
-    CHECK(imbalance_ratio(c.data(), 0) == 1.0);
-    CHECK(imbalance_ratio(c.data(), 3) == 0.0);
-    c[0].nr_running = 6; c[1].nr_running = 2; c[2].nr_running = 3;
-    CHECK(imbalance_ratio(c.data(), 3) == 3.0);
-    c[1].nr_running = 0;
-    CHECK(imbalance_ratio(c.data(), 3) == 6.0);   // min clamps to 1
-    CHECK(sample_looks_valid(c.data(), 3));
-    c[2].local_dsq_depth = 10001;
-    CHECK_FALSE(sample_looks_valid(c.data(), 3));
-    c[2].local_dsq_depth = 10000;
-    CHECK(sample_looks_valid(c.data(), 3));
+TEST_CASE("stored samples rebuild as the monitor library's samples") {
+    Run r = read_text(sample(612.4, {{3, 7, 99, 5}, {1, 0, 2}}, "{\"select_cpu_fallback\":4,\"dispatch_keep_last\":1}") +
+                      sample(700, {{0, 0, 3}}));
+    monitor::Sample s;
+    monitor_sample(r.monitor, 0, s);
+    CHECK(s.elapsed_ms == 612);
+    REQUIRE(s.cpus.size() == 2);
+    CHECK(s.cpus[0].nr_running == 3);
+    CHECK(s.cpus[0].local_dsq_depth == 7);
+    CHECK(s.cpus[0].rq_clock == 99);
+    CHECK(s.cpus[0].vcpu_cpu_time_ns == 5u);
+    CHECK_FALSE(s.cpus[1].vcpu_cpu_time_ns);
+    // per-CPU counters 4 + 4 and 1 + 1, summed on ingest: the sums are what the monitor reads
+    CHECK(monitor::sum_event(s, monitor::SCX_EV_SELECT_CPU_FALLBACK) == 8);
+    CHECK(monitor::sum_event(s, monitor::SCX_EV_DISPATCH_KEEP_LAST) == 2);
+    monitor_sample(r.monitor, 1, s);   // storage reused: nothing of the previous sample survives
+    REQUIRE(s.cpus.size() == 1);
+    CHECK_FALSE(s.cpus[0].events);
+    CHECK_FALSE(monitor::sum_event(s, 0));
 }
 
-TEST_CASE("stall predicate: idle, preempted, missing vCPU time, clock 0") {
-    const uint64_t thr = 10000000;
-    CpuReading p, c;
-    p.rq_clock = c.rq_clock = 500;
-    p.nr_running = c.nr_running = 1;
-    CHECK(stalled(p, c, thr));                       // no vCPU times: still fires
-    p.vcpu_cpu_time_ns = 1000;
-    c.vcpu_cpu_time_ns = 1000 + thr - 1;
-    CHECK_FALSE(stalled(p, c, thr));                 // the vCPU barely ran: preempted
-    c.vcpu_cpu_time_ns = 1000 + thr;
-    CHECK(stalled(p, c, thr));
-    c.vcpu_cpu_time_ns = 10;                         // time went backwards: saturates to 0 => preempted
-    CHECK_FALSE(stalled(p, c, thr));
-    c.vcpu_cpu_time_ns = -1;                         // one side missing
-    CHECK(stalled(p, c, thr));
-    p.nr_running = c.nr_running = 0;
-    CHECK_FALSE(stalled(p, c, thr));                 // idle
-    c.nr_running = 1;
-    CHECK(stalled(p, c, thr));                       // idle -> busy is not exempt
-    p.rq_clock = c.rq_clock = 0;
-    CHECK_FALSE(stalled(p, c, thr));                 // never initialised
-    p.rq_clock = 1;
-    c.rq_clock = 2;
-    CHECK_FALSE(stalled(p, c, thr));
-}
-
-TEST_CASE("sustained imbalance: N samples fail, N-1 pass, a good sample resets") {
-    MonitorThresholds t;   // ratio 4.0, 5 samples
+TEST_CASE("sustained imbalance: findings carry stream indices and host times") {
+    monitor::Thresholds t;   // ratio 4.0, 5 samples
     MonitorData five = monitor_series(12, [](size_t i) { return i >= 3 && i < 8; });
-    MonitorVerdict v = evaluate(five, t, 0);
-    CHECK(v.evaluated);
-    CHECK_FALSE(v.passed);
-    REQUIRE(v.findings.size() == 1);
-    CHECK(v.findings[0].message == "imbalance ratio 10.0 exceeded threshold 4.0 for 5 consecutive samples (ending at sample 7)");
-    CHECK(v.findings[0].first_sample == 3);
-    CHECK(v.findings[0].start_ms == 300);
-    CHECK(v.findings[0].end_ms == 700);
-    CHECK(v.text() == "monitor FAILED: 1 violation(s)");
+    MonitorEvaluation e = evaluate_monitor(five, t, 0);
+    CHECK(e.verdict.evaluated);
+    CHECK_FALSE(e.verdict.passed);
+    REQUIRE(e.verdict.violations.size() == 1);
+    const auto &v = e.verdict.violations[0];
+    CHECK(v.message == "imbalance ratio 10.0 exceeded threshold 4.0 for 5 consecutive samples (ending at sample 7)");
+    CHECK(v.first() == 3);
+    CHECK(violation_span(five, v).start_ms == 300);
+    CHECK(violation_span(five, v).end_ms == 700);
+    CHECK(e.verdict.summary == "monitor FAILED: 1 violation(s)");
+    // after skipping 2 samples the indices still count from the start of the stream
+    MonitorEvaluation skipped = evaluate_monitor(five, t, 2);
+    REQUIRE(skipped.verdict.violations.size() == 1);
+    CHECK(skipped.verdict.violations[0].at == 7);
+    CHECK(skipped.summary.total_samples == 10);
 
     MonitorData four = monitor_series(12, [](size_t i) { return i >= 3 && i < 7; });
-    CHECK(evaluate(four, t, 0).passed);
-    MonitorData split = monitor_series(12, [](size_t i) { return (i >= 1 && i < 4) || (i >= 5 && i < 9); });
-    MonitorVerdict vs = evaluate(split, t, 0);
-    CHECK(vs.passed);
-    CHECK(vs.text() == "monitor OK");
+    CHECK(evaluate_monitor(four, t, 0).verdict.passed);
+    CHECK(evaluate_monitor(four, t, 0).verdict.summary == "monitor OK");
 }
 
-TEST_CASE("monitor verdict: no samples, not initialized, stall per cpu, rates, warmup") {
-    MonitorThresholds t;
-    MonitorData empty;
-    MonitorVerdict v0 = evaluate(empty, t, 0);
-    CHECK(v0.passed);
-    CHECK_FALSE(v0.evaluated);
-    CHECK(v0.note == "no monitor samples");
+TEST_CASE("monitor evaluation: no samples, not initialized, stall per cpu, rates, warmup, checks") {
+    monitor::Thresholds t;
+    MonitorEvaluation e0 = evaluate_monitor(MonitorData{}, t, 0);
+    CHECK(e0.verdict.passed);
+    CHECK_FALSE(e0.verdict.evaluated);
+    CHECK(e0.verdict.summary == "no monitor samples");
+    CHECK(evaluate_monitor(monitor_series(3, [](size_t) { return false; }), t, 5).verdict.summary == "no monitor samples");
 
     std::string same;
     for (int i = 0; i < 8; ++i) same += sample(100.0 * i, {{5, 0, 42}, {1, 0, 42}});
-    MonitorVerdict v1 = evaluate(read_text(same).monitor, t, 0);
-    CHECK(v1.passed);
-    CHECK_FALSE(v1.evaluated);
-    CHECK(v1.note == "monitor data not yet initialized (every rq_clock is identical)");
+    MonitorEvaluation e1 = evaluate_monitor(read_text(same).monitor, t, 0);
+    CHECK(e1.verdict.passed);
+    CHECK_FALSE(e1.verdict.evaluated);
+    CHECK(e1.verdict.summary == "monitor data not yet initialized (every rq_clock is identical)");
 
     std::string garbage = sample(0, {{1, 0, 1}}) + sample(100, {{1, 20000, 2}});
-    CHECK(evaluate(read_text(garbage).monitor, t, 0).note.find("monitor data not yet initialized (sample 1") == 0);
+    CHECK(evaluate_monitor(read_text(garbage).monitor, t, 0).verdict.summary ==
+          "monitor data not yet initialized (sample 1 has a local DSQ depth over 10000)");
 
     // cpu1's clock freezes for 6 samples while busy; cpu0 is fine
     std::string st;
     for (int i = 0; i < 10; ++i)
         st += sample(100.0 * i, {{1, 0, 1000u + i * 100u}, {1, 0, i >= 2 && i < 8 ? 777u : 1000u + i * 100u}});
-    MonitorVerdict v2 = evaluate(read_text(st).monitor, t, 0);
-    REQUIRE(v2.findings.size() == 1);
-    CHECK(v2.findings[0].check == "stall");
-    CHECK(v2.findings[0].cpu == 1);
-    CHECK(v2.findings[0].message == "cpu1 stalled: rq_clock stuck at 777 for 5 consecutive samples (ending at sample 7)");
-    MonitorThresholds no_stall = t;
+    MonitorEvaluation e2 = evaluate_monitor(read_text(st).monitor, t, 0);
+    REQUIRE(e2.verdict.violations.size() == 1);
+    CHECK(e2.verdict.violations[0].check == "stall");
+    CHECK(e2.verdict.violations[0].cpu == 1u);
+    CHECK(e2.verdict.violations[0].message ==
+          "cpu1 stalled: rq_clock stuck at 777 with runnable tasks for 5 consecutive samples (ending at sample 7)");
+    CHECK(e2.summary.stall_detected);
+    monitor::Thresholds no_stall = t;
     no_stall.fail_on_stall = false;
-    CHECK(evaluate(read_text(st).monitor, no_stall, 0).passed);
-    CHECK(summarize(read_text(st).monitor).stall_detected);
+    CHECK(evaluate_monitor(read_text(st).monitor, no_stall, 0).verdict.passed);
 
     // fallback rate: +30 per 100 ms = 300/s > 200/s for 6 intervals; one zero-length interval
     std::string ev;
     for (int i = 0; i < 8; ++i)
         ev += sample(i == 7 ? 600.0 : 100.0 * i, {{1, 0, 1000u + i}}, cat("{\"select_cpu_fallback\":", 30 * i, "}"));
-    MonitorData em = read_text(ev).monitor;
-    MonitorVerdict v3 = evaluate(em, t, 0);
-    REQUIRE(v3.findings.size() == 1);
-    CHECK(v3.findings[0].message ==
+    MonitorEvaluation e3 = evaluate_monitor(read_text(ev).monitor, t, 0);
+    REQUIRE(e3.verdict.violations.size() == 1);
+    CHECK(e3.verdict.violations[0].message ==
           "select_cpu_fallback rate 300.0/s exceeded threshold 200.0/s for 6 consecutive samples (ending at sample 6)");
-    MonitorSummary sm = summarize(em);
-    CHECK(sm.events);
-    CHECK(sm.event_totals[EV_SELECT_CPU_FALLBACK] == 210);
-    CHECK(sm.fallback_rate == doctest::Approx(350.0));
-
-    // counter reset clamps the total at 0
-    std::string reset = sample(0, {{1, 0, 1}}, "{\"dispatch_keep_last\":50}") + sample(100, {{1, 0, 2}}, "{\"dispatch_keep_last\":3}");
-    CHECK(summarize(read_text(reset).monitor).event_totals[EV_DISPATCH_KEEP_LAST] == 0);
+    REQUIRE(e3.summary.event_deltas);
+    CHECK((*e3.summary.event_deltas)[monitor::SCX_EV_SELECT_CPU_FALLBACK] == 210);
+    CHECK(e3.summary.fallback_rate == doctest::Approx(350.0));
 
     // warmup: 20 samples skipped only when there are more than 20
     CHECK(warmup_skip(monitor_series(20, [](size_t) { return false; })) == 0);
     CHECK(warmup_skip(monitor_series(21, [](size_t) { return false; })) == 20);
     MonitorData early = monitor_series(30, [](size_t i) { return i < 10; });
-    CHECK_FALSE(evaluate(early, t, 0).passed);
-    CHECK(evaluate(early, t, warmup_skip(early)).passed);
+    CHECK_FALSE(evaluate_monitor(early, t, 0).verdict.passed);
+    CHECK(evaluate_monitor(early, t, warmup_skip(early)).verdict.passed);
+
+    // the meta line's threshold wins; else 10 ticks of its HZ; else HZ 250
+    MonitorData m;
+    CHECK(preemption_threshold_ns(m) == 40000000);
+    m.hz = 1000;
+    CHECK(preemption_threshold_ns(m) == 10000000);
+    m.preemption_threshold_ns = 123;
+    CHECK(preemption_threshold_ns(m) == 123);
 
     CHECK_THROWS_WITH(thresholds_from_checks(t, json{{"sustained_samples", 0}}), doctest::Contains("at least 1"));
-    MonitorThresholds t2 = thresholds_from_checks(t, json{{"max_imbalance_ratio", 12.5}, {"fail_on_stall", false}, {"unknown", 1}});
+    monitor::Thresholds t2 = thresholds_from_checks(t, json{{"max_imbalance_ratio", 12.5}, {"fail_on_stall", false}, {"unknown", 1}});
     CHECK(t2.max_imbalance_ratio == 12.5);
     CHECK_FALSE(t2.fail_on_stall);
+}
+
+TEST_CASE("event counters near the int64 limits saturate instead of overflowing") {
+    std::string big = sample(0, {{1, 0, 1}, {1, 0, 2}}, "{\"select_cpu_fallback\":9223372036854775807}") +
+                      sample(100, {{1, 0, 3}, {1, 0, 4}}, "{\"select_cpu_fallback\":-9223372036854775807}");
+    Run r = read_text(big);
+    CHECK(r.monitor.samples[0].events.sum[0] == INT64_MAX);
+    MonitorEvaluation e = evaluate_monitor(r.monitor, monitor::Thresholds{}, 0);
+    REQUIRE(e.summary.event_deltas);
+    CHECK((*e.summary.event_deltas)[0] == 0);   // a drop is clamped to 0
 }
 
 TEST_CASE("differing CPU counts between samples do not read past the shorter one") {
     std::string t;
     for (int i = 0; i < 8; ++i)
         t += i % 2 ? sample(100.0 * i, {{1, 0, 5}}) : sample(100.0 * i, {{1, 0, 5}, {3, 0, 7}, {1, 0, 9}});
-    MonitorVerdict v = evaluate(read_text(t).monitor, MonitorThresholds{}, 0);
+    monitor::Verdict v = evaluate_monitor(read_text(t).monitor, monitor::Thresholds{}, 0).verdict;
     CHECK(v.evaluated);
-    REQUIRE(v.findings.size() == 1);   // cpu0 frozen at clock 5 while busy
-    CHECK(v.findings[0].cpu == 0);
+    REQUIRE(v.violations.size() == 1);   // cpu0 frozen at clock 5 while busy
+    CHECK(v.violations[0].cpu == 0u);
 }
 
 // ---- cgroup stats and verdicts --------------------------------------------------------
@@ -384,6 +385,26 @@ TEST_CASE("verdict: pass, fail, and a failure before a crash stays a failure") {
     Report rep = evaluate_runs(runs);
     CHECK(rep.verdict == Verdict::fail);
     CHECK(exit_code_of(rep.verdict) == 1);
+}
+
+TEST_CASE("finding details read out of upstream wording") {
+    auto finding = [](const std::string &message) {
+        Run r = read_text(vmm("scenario_start", 10, "\"scenario\":\"s\"") +
+                          vmm("check", 12, cat("\"passed\":false,\"kind\":\"Other\",\"message\":\"", message, "\"")));
+        REQUIRE(r.scenarios.size() == 1);
+        REQUIRE(r.scenarios[0].findings.size() == 1);
+        return r.scenarios[0].findings[0];
+    };
+    Finding pinned = finding("pinned worker 7 on CPU 2 had 450ms gap (dispatch contention stall)");
+    CHECK(pinned.cpu == 2);
+    CHECK(pinned.duration_ms == 450);
+    Finding died = finding("scheduler process died unexpectedly during workload (3.5s into test)");
+    CHECK_FALSE(died.cpu);
+    CHECK(died.at_s == doctest::Approx(13.5));
+    CHECK(finding("local DSQ depth 60 on CPU 3 exceeded threshold 50").cpu == 3);   // "cpu N", any case
+    CHECK(finding("cpu12 stalled").cpu == 12);
+    CHECK_FALSE(finding("scpu12 and cpu12x").cpu);                                  // not inside words
+    CHECK(finding("cpu99999999999999999999 stalled").cpu == 1000000000);          // clamped, no exception
 }
 
 TEST_CASE("verdict: inconclusive cases") {

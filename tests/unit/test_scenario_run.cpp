@@ -470,6 +470,13 @@ TEST_CASE("the agent's scenario job: host-side arguments, guest-side run") {
     CHECK(ends[1]["passed"] == false);
     CHECK(ends[1]["exit_code"] == JOB_EXIT_BAD_INPUT);
     CHECK(ends[1]["details"][0]["message"].get<std::string>().find("could not run") != std::string::npos);
+    // the scenario that never ran still has its start and a failed check
+    auto starts = c2.of("scenario_start");
+    REQUIRE(starts.size() == 2);
+    CHECK(starts[1]["scenario"] == "toobig");
+    CHECK(starts[1]["not_run"] == true);
+    CHECK(c2.of("check").back()["check"] == "run");
+    CHECK(c2.of("check").back()["passed"] == false);
 }
 
 TEST_CASE("run_scenario refuses to run without explicit cgroup and sysctl roots") {

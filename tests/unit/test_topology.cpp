@@ -31,6 +31,9 @@ TEST_CASE("invalid topologies are rejected with the reason") {
     CHECK_THROWS_WITH_AS(parse_topology("1n1l1c0t"), doctest::Contains("threads per core"), Error);
     CHECK_THROWS_WITH_AS(parse_topology("2n3l1c1t"), doctest::Contains("multiple of nodes"), Error);
     CHECK_THROWS_WITH_AS(parse_topology("2x"), doctest::Contains("expected NnNlNcNt"), Error);
+    for (const char *bad : {"1n2l2c2tx", "1n2l2c2", "n2l2c2t", "1,2,3", "1,2,3,4,", "1n2l,2c2t", "1n2l2c2t1", ""})
+        CHECK_THROWS_WITH_AS(parse_topology(bad), doctest::Contains("expected NnNlNcNt"), Error);
+    CHECK(parse_topology(" 1n2l2c2t\n").to_string() == "1n2l2c2t");
     CHECK_THROWS_WITH_AS(parse_topology("1n99999999999l1c1t"), doctest::Contains("too large"), Error);
     CHECK_THROWS_WITH_AS(parse_topology("1n65536l65536c2t"), doctest::Contains("32 bits"), Error);
 }

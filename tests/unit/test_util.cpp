@@ -12,6 +12,7 @@
 #include "ktstr/fdpass.h"
 #include "ktstr/json.h"
 #include "ktstr/process.h"
+#include "ktstr/saturating.h"
 #include "ktstr/util.h"
 
 using namespace ktstr;
@@ -42,6 +43,17 @@ TEST_CASE("integer parsing is strict") {
     CHECK(parse_i64("-5") == -5);
     CHECK(parse_i64("-9223372036854775808") == INT64_MIN);
     CHECK_FALSE(parse_i64("9223372036854775808"));
+}
+
+TEST_CASE("saturating arithmetic clamps instead of overflowing") {
+    CHECK(saturating_add<int64_t>(2, 3) == 5);
+    CHECK(saturating_add<int64_t>(INT64_MAX, 1) == INT64_MAX);
+    CHECK(saturating_add<int64_t>(INT64_MIN, -1) == INT64_MIN);
+    CHECK(saturating_sub<int64_t>(-5, 7) == -12);
+    CHECK(saturating_sub<int64_t>(INT64_MIN, 1) == INT64_MIN);
+    CHECK(saturating_sub<int64_t>(INT64_MAX, -1) == INT64_MAX);
+    CHECK(saturating_sub<uint32_t>(3, 5) == 0u);              // unsigned: clamps at 0
+    CHECK(saturating_add<uint32_t>(UINT32_MAX, 1) == UINT32_MAX);
 }
 
 TEST_CASE("strings: split, trim, hex, crc32") {

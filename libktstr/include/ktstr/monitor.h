@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ktstr/guestmem.h"
@@ -42,6 +43,10 @@ struct KernelSymbols {
 inline constexpr size_t SCX_EVENT_COUNT = 13;
 // Lower-snake names without the SCX_EV_ prefix ("select_cpu_fallback", ...).
 const std::array<const char *, SCX_EVENT_COUNT> &scx_event_names();
+// Index of a counter by that name (also the pre-rename "enq_slice_dfl"); nullopt if unknown.
+std::optional<size_t> scx_event_index(std::string_view name);
+// The two counters the verdict rates (spec 8.6 step 5).
+inline constexpr size_t SCX_EV_SELECT_CPU_FALLBACK = 0, SCX_EV_DISPATCH_KEEP_LAST = 2;
 
 struct DomainOffsets {
     uint64_t parent = 0, level = 0, flags = 0, span_weight = 0, balance_interval = 0,
@@ -240,38 +245,81 @@ struct Summary {
     std::optional<Schedstat> schedstat_deltas;
     double run_delay_rate = 0, sched_count_rate = 0;
 };
+
+// The summary of spec 8.5 built one sample at a time, so that a long run
+// need not be kept in memory (the live monitor, ktstr-report's compact store).
+class SummaryBuilder {
+public:
+    explicit SummaryBuilder(uint64_t preemption_threshold_ns) : threshold_ns_(preemption_threshold_ns) {}
+    void add(const Sample &s);
+    Summary result() const;
+
+private:
+    uint64_t threshold_ns_;
+    Summary r_;
+    double ratio_sum_ = 0, nr_sum_ = 0, dsq_sum_ = 0;
+    size_t readings_ = 0;
+    std::optional<Sample> prev_valid_;                 // neighbour for the stall flag
+    // CPU sums of the first and the latest sample carrying counters / schedstats.
+    struct Counters { uint64_t elapsed_ms; std::array<int64_t, SCX_EVENT_COUNT> sum; };
+    std::optional<Counters> first_events_, last_events_;
+    struct Schedstats { uint64_t elapsed_ms; Schedstat sum; };
+    std::optional<Schedstats> first_ss_, last_ss_;
+};
 Summary summarize(const std::vector<Sample> &samples, uint64_t preemption_threshold_ns);
 ojson summary_to_json(const Summary &s);
 
 struct Verdict {
     bool passed = true;
-    std::string summary;                // "monitor OK" / "monitor FAILED: n violation(s)" / ...
+    bool evaluated = false;             // false: no samples, or data not initialized (no checks ran)
+    // "monitor OK" / "monitor FAILED: <n> violation(s)" / "no monitor samples" /
+    // "monitor data not yet initialized (<why>)"
+    std::string summary;
     std::vector<std::string> details;   // one line per failing check
-    // A violation per failing check, for "violation" lines.
-    struct Violation { std::string check; std::optional<uint32_t> cpu; double value; size_t run; size_t at; std::string message; };
+    // One per failing check: its worst sustained run, samples [at + 1 - run, at].
+    struct Violation {
+        std::string check;              // imbalance, local_dsq_depth, stall, fallback_rate, keep_last_rate
+        std::optional<uint32_t> cpu;
+        double value;
+        size_t run;
+        size_t at;
+        std::string message;            // scenarios.md 5.4 wording
+        size_t first() const { return at + 1 - run; }
+    };
     std::vector<Violation> violations;
 };
+// Spec 8.6 over every sample (a ViolationChecker fed with them).
 Verdict evaluate(const std::vector<Sample> &samples, const Thresholds &t, uint64_t preemption_threshold_ns);
 
-// The same trackers as evaluate(), fed one sample at a time (the live
-// monitor reports a violation line the moment a check becomes sustained).
+// The verdict of spec 8.6 fed one sample at a time: evaluate() uses it, and
+// the live monitor reports a violation line the moment a check becomes
+// sustained.  Sample indices in messages count from first_index (a caller
+// that skipped warmup samples passes how many, so indices match its input).
 class ViolationChecker {
 public:
-    ViolationChecker(Thresholds t, uint64_t preemption_threshold_ns) : t_(t), threshold_ns_(preemption_threshold_ns) {}
+    ViolationChecker(Thresholds t, uint64_t preemption_threshold_ns, size_t first_index = 0)
+        : t_(t), threshold_ns_(preemption_threshold_ns), first_index_(first_index), index_(first_index) {}
     // Returns the checks that became sustained with this sample.
     std::vector<Verdict::Violation> add(const Sample &s);
     // Every check sustained so far (worst runs), in a fixed order.
     std::vector<Verdict::Violation> sustained() const;
+    // The verdict over every sample added so far, plausibility rules included.
+    Verdict verdict() const;
 
 private:
     Thresholds t_;
     uint64_t threshold_ns_;
-    size_t index_ = 0;
+    size_t first_index_, index_;
     std::optional<Sample> prev_;
     SustainedTracker imbalance_, dsq_, fallback_, keep_last_;
-    std::vector<uint32_t> dsq_cpu_at_;
+    uint32_t dsq_worst_cpu_ = 0;           // the deepest CPU at the end of dsq_'s worst run
     std::vector<SustainedTracker> stall_;
     std::vector<std::string> reported_;
+    // Data plausibility over every sample (spec 8.6 step 2).
+    std::optional<size_t> first_implausible_;
+    size_t readings_ = 0;
+    std::optional<uint64_t> first_clock_;
+    bool all_same_clock_ = true;
 };
 // Drop the first MONITOR_WARMUP_SAMPLES when there are more than that.
 std::vector<Sample> trim_warmup(const std::vector<Sample> &samples);

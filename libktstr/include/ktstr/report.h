@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "ktstr/json.h"
+#include "ktstr/monitor.h"
 
 namespace ktstr::report {
 
@@ -112,18 +113,11 @@ struct CpuReading {
     int64_t vcpu_cpu_time_ns = -1;     // -1: absent
 };
 
-// The scx event counters of monitor.md 3.2, as ktstr-monitor names them
-// (lower snake case without SCX_EV_).  Unknown names in the input are ignored.
-inline constexpr size_t NUM_EVENT_COUNTERS = 13;
-extern const char *const EVENT_COUNTER_NAMES[NUM_EVENT_COUNTERS];
-inline constexpr size_t EV_SELECT_CPU_FALLBACK = 0;
-inline constexpr size_t EV_DISPATCH_KEEP_LAST = 2;
-int event_counter_index(std::string_view name);   // -1 when unknown
-
-// Event counters summed over the CPUs that carry them (monitor.md 8.2).
+// Event counters summed over the CPUs that carry them (monitor.md 8.2), in
+// the order of monitor::scx_event_names(); unknown names in the input are ignored.
 struct EventSums {
     bool present = false;
-    std::array<int64_t, NUM_EVENT_COUNTERS> sum{};
+    std::array<int64_t, monitor::SCX_EVENT_COUNT> sum{};
 };
 
 struct MonitorSample {
@@ -207,59 +201,36 @@ std::vector<Run> read_runs(const std::vector<std::string> &inputs);
 
 // ---- monitor summary and verdict (monitor.md 8) ----------------------------------
 //
-// Provisional home: libktstr/monitor will hold these pure functions; until it
-// is on main, report computes them from the spec.
+// ktstr-report does not judge monitor data by itself: it rebuilds each stored
+// sample as a monitor::Sample and runs libktstr/monitor's SummaryBuilder and
+// ViolationChecker over them, so ktstr-monitor and ktstr-report give one
+// verdict with one set of thresholds and one wording.
 
-struct MonitorThresholds {
-    double max_imbalance_ratio = 4.0;
-    uint32_t max_local_dsq_depth = 50;
-    bool fail_on_stall = true;
-    uint32_t sustained_samples = 5;
-    double max_fallback_rate = 200.0;
-    double max_keep_last_rate = 100.0;
-};
 // Layer a checks object (scenarios.md 5.1 names) onto t; unknown keys ignored.
-MonitorThresholds thresholds_from_checks(MonitorThresholds t, const json &checks);
+// Error(input) for sustained_samples 0 (it would fail every run).
+monitor::Thresholds thresholds_from_checks(monitor::Thresholds t, const json &checks);
+// The meta line's preemption_threshold_ns, else 10 ticks of its HZ (250 when unknown).
+uint64_t preemption_threshold_ns(const MonitorData &m);
+// Sample i of m as the monitor library sees it, reusing out's storage.  Only
+// the per-sample sums of the event counters are stored: they ride on the
+// first CPU, which is all the summary and the verdict read (sum_event).
+void monitor_sample(const MonitorData &m, size_t i, monitor::Sample &out);
 
-struct MonitorSummary {
-    size_t samples = 0;          // valid samples considered
-    double max_imbalance_ratio = 1.0;
-    uint32_t max_local_dsq_depth = 0;
-    double mean_imbalance_ratio = 0;
-    double mean_nr_running = 0;
-    double mean_local_dsq_depth = 0;
-    bool stall_detected = false;
-    bool events = false;
-    std::array<int64_t, NUM_EVENT_COUNTERS> event_totals{};   // max(0, last - first) per counter
-    double fallback_rate = 0, keep_last_rate = 0;
+struct MonitorEvaluation {
+    size_t first = 0;                 // first sample evaluated (after warmup)
+    monitor::Summary summary;
+    monitor::Verdict verdict;         // sample indices count from the start of the stream
 };
-
-struct MonitorFinding {
-    std::string check;           // imbalance, dsq_depth, stall, fallback_rate, keep_last_rate
-    std::string message;
-    int cpu = -1;
-    size_t first_sample = 0, last_sample = 0;   // indices into MonitorData::samples
-    double start_ms = 0, end_ms = 0;
-};
-
-struct MonitorVerdict {
-    bool passed = true;
-    bool evaluated = false;      // false: no samples or data not initialized
-    std::string note;            // "no monitor samples", "monitor data not yet initialized"
-    std::vector<MonitorFinding> findings;
-    std::string text() const;    // "monitor OK" / "monitor FAILED: <n> violation(s)"
-};
-
-double imbalance_ratio(const CpuReading *cpus, uint32_t n);
-bool sample_looks_valid(const CpuReading *cpus, uint32_t n);
-bool stalled(const CpuReading &prev, const CpuReading &curr, uint64_t preemption_threshold_ns);
-uint64_t effective_preemption_threshold_ns(const MonitorData &m);
-
 // Samples [first, end) of m.
-MonitorSummary summarize(const MonitorData &m, size_t first = 0);
-MonitorVerdict evaluate(const MonitorData &m, const MonitorThresholds &t, size_t first = 0);
+MonitorEvaluation evaluate_monitor(const MonitorData &m, const monitor::Thresholds &t, size_t first = 0);
 // Upstream's warmup rule (8.7): with more than 20 samples skip the first 20.
 size_t warmup_skip(const MonitorData &m);
+
+// Where a violation's worst run lies on the monitor's clock.
+struct ViolationSpan {
+    double start_ms = 0, end_ms = 0;
+};
+ViolationSpan violation_span(const MonitorData &m, const monitor::Verdict::Violation &v);
 
 // ---- evaluation ---------------------------------------------------------------
 
@@ -297,9 +268,7 @@ struct RunResult {
     Verdict verdict = Verdict::inconclusive;
     std::string reason;
     std::vector<ScenarioResult> scenarios;
-    MonitorVerdict monitor;
-    MonitorSummary monitor_summary;
-    size_t monitor_first = 0;           // first sample evaluated (after warmup)
+    MonitorEvaluation monitor;
     bool monitor_counts = false;        // the monitor verdict is part of the verdict
     std::vector<Finding> findings;      // run-level failures (guest exit, monitor outside scenarios)
 };
