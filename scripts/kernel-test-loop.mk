@@ -29,18 +29,23 @@ kernel:
 	$(KTSTR_BIN)ktstr-kbuild build --source $(KTREE) --schedulers > $(RESULTS)/kernel.json.tmp
 	mv $(RESULTS)/kernel.json.tmp $(RESULTS)/kernel.json
 
-# Exit status 1 (a verdict failed) still leaves the run for compare to read.
+# Exit status 1 (a verdict failed) still leaves the run for compare to read; the
+# status is kept in current.status and compare fails with it afterwards.
 test: kernel
-	rm -rf $(RESULTS)/current
-	$(KTSTR) run --kernel $(RESULTS)/kernel.json --topology $(TOPOLOGY) --scheduler $(SCHED) \
+	rm -rf $(RESULTS)/current $(RESULTS)/current.status
+	rc=0; $(KTSTR) run --kernel $(RESULTS)/kernel.json --topology $(TOPOLOGY) --scheduler $(SCHED) \
 	    --scenario $(SCENARIOS) --out $(RESULTS)/current --junit $(RESULTS)/current.junit.xml \
-	    || [ $$? -eq 1 ]
+	    || rc=$$?; echo $$rc > $(RESULTS)/current.status; [ $$rc -le 1 ]
 
-# A/B against the last good run; the first run has nothing to compare with.
+# A/B against the last good run (the first run has nothing to compare with), then
+# the run's own verdict: make fails when either failed.
 compare: test
-	@if [ -d $(RESULTS)/last-good ]; then \
-	    $(KTSTR_BIN)ktstr-report compare $(RESULTS)/last-good $(RESULTS)/current; \
-	else echo "no $(RESULTS)/last-good yet: 'make -f $(firstword $(MAKEFILE_LIST)) promote' after a good run"; fi
+	@rc=0; if [ -d $(RESULTS)/last-good ]; then \
+	    $(KTSTR_BIN)ktstr-report compare $(RESULTS)/last-good $(RESULTS)/current || rc=$$?; \
+	else echo "no $(RESULTS)/last-good yet: 'make -f $(firstword $(MAKEFILE_LIST)) promote' after a good run"; fi; \
+	run=$$(cat $(RESULTS)/current.status); \
+	[ "$$run" = 0 ] || echo "the run's verdict failed (ktstr run exited $$run)" >&2; \
+	[ "$$rc" = 0 ] && [ "$$run" = 0 ]
 
 promote:
 	$(KTSTR_BIN)ktstr-report $(RESULTS)/current > /dev/null

@@ -129,6 +129,8 @@ VmConfig config_from(const cli::Args &a) {
     if (a.has("shell") && a.has("exec")) fail(ErrorKind::usage, "--shell and --exec exclude each other");
     if (a.has("shell") && a.has("initrd")) fail(ErrorKind::usage, "--shell builds its own initramfs (the ktstr agent); drop --initrd");
     if (a.has("shell") && a.has("no-ring")) fail(ErrorKind::usage, "--shell needs the ring (COM2 is the shell's terminal); drop --no-ring");
+    if (a.has("shell") && a.has("shm-mb") && a.get_u64("shm-mb", 16) == 0)
+        fail(ErrorKind::usage, "--shell needs the shared region for the ring (COM2 is the shell's terminal); --shm-mb must be at least 1");
     if (a.has("exec") && a.has("initrd"))
         fail(ErrorKind::usage, "--exec builds its own initramfs (the ktstr agent); drop --initrd");
     for (const char *o : {"include", "events", "no-ring"})
@@ -179,7 +181,11 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         if (!a.has("timeout")) config.timeout_s = scenario_default_timeout_s(*scenarios);
     }
 
-    AccelChoice choice = choose_accel(config.accel);
+    // --shell needs COM2 input, which only the TCG accelerator has: auto picks it
+    // without probing KVM.
+    AccelChoice choice = a.has("shell") && config.accel == Accel::automatic
+                             ? AccelChoice{Accel::tcg, "--shell: only the TCG accelerator forwards terminal input to COM2"}
+                             : choose_accel(config.accel);
     if (config.accel == Accel::automatic) log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
     config.accel = choice.accel;
     if (a.has("shell") && config.accel == Accel::kvm)
@@ -221,7 +227,6 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         // output comes to our stdout; the terminal's size and type go along.
         config.com2_input_fd = STDIN_FILENO;
         for (auto &w : shell_environment(STDIN_FILENO)) config.cmdline_extra.push_back(w);
-        if (::isatty(STDIN_FILENO)) raw_terminal.emplace(STDIN_FILENO);
     }
     if (a.has("exec") || a.has("shell")) {
         initramfs::JobSpec job;
@@ -251,6 +256,13 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     }
     if (a.has("shell")) gopt.com2_raw_fd = STDOUT_FILENO;
     if (tally) gopt.on_event = [&](const ojson &ev) { tally->on_event(ev); };
+    // The terminal goes raw (keys such as ^C go to the guest) only once the guest's
+    // shell is up: until then ^C stops the boot here like any other run.
+    if (a.has("shell"))
+        gopt.on_event = [&](const ojson &ev) {
+            if (ev.value("event", "") == "shell_ready" && !raw_terminal && ::isatty(STDIN_FILENO))
+                raw_terminal.emplace(STDIN_FILENO);
+        };
     GuestJobObserver guest(events, gopt);
     observers.add(&guest);
 

@@ -61,7 +61,7 @@ void HostChannel::attach(int com2_fd, wire::RingWriter *ring) {
 }
 
 void HostChannel::line(std::string_view text) {
-    if (com2_fd_ < 0) return;
+    if (com2_fd_ < 0 || (com2_terminal_ && ring_)) return;
     std::string l(text);
     l += '\n';
     try {

@@ -27,6 +27,7 @@ namespace {
 HostChannel g_host;   // global: the crash handler needs it
 
 [[noreturn]] void end_vm() {
+    if (g_host.ring()) g_host.ring()->store_byte(wire::off::SLOT1, wire::SLOT1_SHUTDOWN);
     g_host.drain();
     ::sync();
     ::usleep(100 * 1000);

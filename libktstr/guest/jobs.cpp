@@ -138,6 +138,7 @@ int run_shell(JobContext &ctx) {
     std::string term = getenv("KTSTR_TERM") ? getenv("KTSTR_TERM") : "linux";
     // The host forwards its terminal only from here on: the tty is set up, so
     // what it sends waits in the line discipline until the shell reads it.
+    ctx.host->com2_is_terminal();
     if (ctx.emit) ctx.emit(ojson{{"event", "shell_ready"}});
     pid_t pid = ::fork();
     if (pid < 0) return 255;

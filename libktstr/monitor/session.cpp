@@ -1,6 +1,7 @@
 // libktstr/monitor: the live session: receive guest memory from ktstr-vmm,
 // wait for the kernel, sample every interval, report (spec 1, 6, 7, 10).
 #include "ktstr/monitor.h"
+#include "ktstr/wire.h"
 
 #include <cerrno>
 #include <cstring>
@@ -321,11 +322,23 @@ int run_session(AttachedGuest &g, const Vmlinux &vm, const SessionOptions &opt,
     std::map<std::string, uint32_t> verified;       // struct_ops prog name -> max verified_insns
     uint32_t last_prog_next = UINT32_MAX;
     std::string reason = "eof";
+    // The agent marks the shared region's slot 1 when the guest goes down (the
+    // kernel then stops every CPU on its way to reset): sampling ends there, so a
+    // guest frozen by its own shutdown is never judged a scheduler stall.
+    std::optional<uint64_t> shm_pa;
+    if (const json *shm = g.layout.contains("shm") ? &g.layout["shm"] : nullptr;
+        shm && shm->is_object() && shm->contains("base_pa") && (*shm)["base_pa"].is_number_unsigned())
+        shm_pa = (*shm)["base_pa"].get<uint64_t>();
+    auto guest_shutting_down = [&] {
+        return shm_pa && g.mem.read_u32(*shm_pa, wire::off::MAGIC) == wire::SHM_MAGIC &&
+               g.mem.read_u8(*shm_pa, wire::off::SLOT1) == wire::SLOT1_SHUTDOWN;
+    };
     timespec deadline{};
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     for (;;) {
         if (stop()) { reason = "signal"; break; }
         if (vm_gone(g)) { reason = "eof"; break; }
+        if (guest_shutting_down()) { reason = "guest_shutdown"; break; }
         sampler.sample(elapsed_ms(), cur);
         for (size_t c = 0; c < cur.cpus.size() && c < g.vcpu_tids.size(); c++)
             cur.cpus[c].vcpu_cpu_time_ns = vcpu_cpu_time_ns(g.vmm_pid, g.vcpu_tids[c]);

@@ -104,7 +104,11 @@ void GuestJobObserver::on_exit(const GuestRam &, ExitResult &r) {
     if (!st.ring_problem.empty()) ring["problem"] = st.ring_problem;
     r.extra["guest_channel"] = ring;
     if (!o.exit_code()) {
-        std::string why = o.diagnosis();
+        // In a shell session COM2 is the terminal, so the sentinels the diagnosis
+        // looks for were never parsed; the shell_ready event says how far it got.
+        std::string why = opt_.com2_raw_fd >= 0 && shell_ready_
+                              ? "the guest shell was still running (leave it with exit or ^D)"
+                              : o.diagnosis();
         r.detail = r.detail.empty() ? why : cat(r.detail, "; ", why);
     }
 }

@@ -539,26 +539,33 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
     // Supervise: console, COM2, QMP events, stderr, stop requests, the deadline.
     bool com1_open = true, com2_open = true, qmp_open = true, err_open = true, input_open = com2_input;
     std::optional<ExitReason> stop_reason;
-    // Input for COM2 (the guest's shell): forwarded as it comes; at EOF one EOT,
-    // which the guest tty turns into end-of-file for the shell.
+    // Input for COM2 (the guest's shell): read only while nothing read earlier
+    // waits to go out, sent without blocking (a guest that stops reading must not
+    // stall this loop: COM2 output, signals and the deadline keep being served);
+    // at EOF one EOT, which the guest tty turns into end-of-file for the shell.
+    std::string pending_input;
+    auto flush_input = [&]() {
+        while (!pending_input.empty()) {
+            ssize_t w = ::send(com2.read.get(), pending_input.data(), pending_input.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w > 0) { pending_input.erase(0, size_t(w)); continue; }
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+            pending_input.clear();   // QEMU is gone
+            input_open = false;
+            return;
+        }
+    };
     auto forward_input = [&]() {
         char buf[4096];
         ssize_t n = ::read(c.com2_input_fd, buf, sizeof buf);
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
         if (n <= 0) {
             input_open = false;
-            static const char eot = 4;
-            (void)::send(com2.read.get(), &eot, 1, MSG_NOSIGNAL);
-            return;
+            pending_input += char(4);
+        } else {
+            pending_input.append(buf, size_t(n));
         }
-        std::string_view rest(buf, size_t(n));
-        while (!rest.empty()) {
-            ssize_t w = ::send(com2.read.get(), rest.data(), rest.size(), MSG_NOSIGNAL);
-            if (w > 0) { rest.remove_prefix(size_t(w)); continue; }
-            if (w < 0 && (errno == EINTR || errno == EAGAIN)) { pollfd o{com2.read.get(), POLLOUT, 0}; ::poll(&o, 1, 100); continue; }
-            input_open = false;   // QEMU is gone
-            return;
-        }
+        flush_input();
     };
     Clock::time_point quit_sent{};
     bool quitting = false;
@@ -589,8 +596,9 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
         }
         std::vector<pollfd> pf;
         if (com1_open) pf.push_back({com1.read.get(), POLLIN, 0});
-        if (com2_open) pf.push_back({com2.read.get(), POLLIN, 0});
-        if (input_open && observer.wants_com2_input()) pf.push_back({c.com2_input_fd, POLLIN, 0});
+        if (com2_open) pf.push_back({com2.read.get(), short(POLLIN | (pending_input.empty() ? 0 : POLLOUT)), 0});
+        if (input_open && pending_input.empty() && observer.wants_com2_input())
+            pf.push_back({c.com2_input_fd, POLLIN, 0});
         if (qmp_open) pf.push_back({qmp.fd(), POLLIN, 0});
         if (err_open) pf.push_back({child.stderr_fd(), POLLIN, 0});
         pf.push_back({stop.fd(), POLLIN, 0});
@@ -602,6 +610,7 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
         int n = ::poll(pf.data(), pf.size(), wait_ms);
         if (n < 0 && errno != EINTR) fail_errno(ErrorKind::environment, "poll");
         for (auto &p : pf) {
+            if ((p.revents & POLLOUT) && p.fd == com2.read.get()) flush_input();
             if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
             if (p.fd == com1.read.get()) com1_open = drain(p.fd, on_console);
             else if (p.fd == com2.read.get()) com2_open = drain(p.fd, on_com2);

@@ -16,19 +16,51 @@ assert_eq "cpuset_apply@2n2l2c1t@scx_simple" "$(jq -r '.cells[15].id' <<<"$m")" 
 assert_eq "6 5 5" "$(jq -r '[1,2,3] | map(. as $s | [$m.cells[] | select(.shard == $s)] | length) | join(" ")' \
     --argjson m "$m" -n)" "cells per shard"
 assert_eq 1 "$(jq -r '.cells[3].shard' <<<"$m")" "cell 3 is in shard 1 ((3 mod 3) + 1)"
+m0=$("$KTSTR" gauntlet --scenario steady,cpuset_apply --scheduler eevdf,scx_simple --matrix-json --shard 01/03)
+assert_eq "$m" "$m0" "--shard 01/03 is --shard 1/3"
 
 # ---- bad input: exit 2 and one line naming the value --------------------------
 for bad in "gauntlet --shard 0/2" "gauntlet --shard 3/2" "run --budget 10" "run --topology 1n2x" \
-           "run --accel fast" "frob" "run --timeout soon" "gauntlet --preset huge --matrix-json"; do
+           "run --accel fast" "frob" "run --timeout soon" \
+           "shell --scenario steady" "shell --scheduler scx_simple" "shell --out /tmp/x" "shell --json" \
+           "shell --topology 1n1l1c1t,1n1l2c1t" "run --include /etc/hostname" "gauntlet --shard 1/08x" \
+           "gauntlet --preset huge --matrix-json"; do
     run_rc "$KTSTR" $bad >"$TMP/out" 2>"$TMP/err"
     assert_eq 2 "$RC" "exit status of 'ktstr $bad'"
     assert_eq 1 "$(wc -l <"$TMP/err")" "one error line for 'ktstr $bad'"
 done
 assert_contains "$(cat "$TMP/err")" "huge" "the bad preset is named"
 
-# ---- a real run, and the same run as a pipeline of the tools ------------------
+# ---- refused before any VM starts -------------------------------------------
 need_fixture
+# A scheduler this kernel does not have: exit 2 before the first cell runs.
+run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --scheduler eevdf,scx_nosuch --out "$TMP/badsched" \
+    >/dev/null 2>"$TMP/err"
+assert_eq 2 "$RC" "unknown scheduler refused"
+assert_contains "$(cat "$TMP/err")" "'scx_nosuch' is not one of this kernel's schedulers" "the bad scheduler is named"
+assert_eq 0 "$(find "$TMP/badsched" -name '*.jsonl' | wc -l)" "no cell ran before the refusal"
+# A budget that leaves room for no cell: every cell is listed as not run, exit 2.
+run_rc "$KTSTR" gauntlet --kernel "$KTSTR_FIXTURES" --accel tcg --preset small,smt --budget 0 --out "$TMP/budget" \
+    >/dev/null 2>"$TMP/err"
+assert_eq 2 "$RC" "a zero budget runs nothing"
+assert_eq 2 "$(grep -c 'not run (budget)' "$TMP/err")" "both cells listed as not run"
+assert_eq 0 "$(find "$TMP/budget" -name '*.jsonl' | wc -l)" "no cell ran within a zero budget"
+
+# ---- ktstr shell: piped commands, the shell's status, nothing else on stdout --
 need_cmd qemu-system-x86_64
+[ -x /bin/busybox ] || skip "busybox-static not installed (scripts/install-deps.sh)"
+run_rc "$KTSTR" shell --kernel "$KTSTR_FIXTURES" --topology 1n1l2c1t --vmm-arg --console=none \
+    >"$TMP/shell.out" 2>"$TMP/shell.err" <<'IN'
+echo porcelain-$((6 * 7)) cpus=$(nproc)
+exit 5
+IN
+tr -d '\r' <"$TMP/shell.out" | tail -n 5
+assert_eq 5 "$RC" "ktstr shell exits with the shell's status"
+assert_contains "$(tr -d '\r' <"$TMP/shell.out")" $'\nporcelain-42 cpus=2' "the command ran in a 2-CPU guest"
+grep -q KTSTR_ "$TMP/shell.out" && die "agent sentinels leaked onto the shell's terminal: $(grep KTSTR_ "$TMP/shell.out")"
+echo "ok: no agent sentinel on the shell's output"
+
+# ---- a real run, and the same run as a pipeline of the tools ------------------
 ktstr-vmm --help | grep -q -- '--scenario' || skip "ktstr-vmm has no --scenario yet"
 t0=$(date +%s.%N)
 run_rc "$KTSTR" -v run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 1n2l2c1t --scenario steady \
@@ -39,6 +71,11 @@ assert_eq 0 "$RC" "ktstr run exit status"
 cell="$TMP/porcelain/steady@1n2l2c1t@eevdf"
 [ -s "$cell.jsonl" ] || die "no $cell.jsonl"
 [ -s "$cell.monitor.jsonl" ] || die "no $cell.monitor.jsonl (the monitor did not attach)"
+# The agent marks the guest's shutdown; the monitor stops there, so the frozen
+# CPUs of a guest on its way to reset are not taken for a stall.
+assert_eq guest_shutdown "$(jq -r 'select(.event == "end") | .reason' "$cell.monitor.jsonl")" "monitor end reason"
+assert_eq "true false" "$(jq -r 'select(.event == "summary") | "\(.verdict.passed) \(.stall_detected)"' "$cell.monitor.jsonl")" \
+    "monitor verdict passed, no stall seen"
 assert_contains "$(cat "$TMP/porcelain.err")" "+ $(command -v ktstr-vmm) --kernel" "--verbose prints the ktstr-vmm command"
 
 # The pipeline, by hand.

@@ -19,13 +19,7 @@ problem() { echo "FAIL: $*" >&2; problems=$((problems + 1)); }
 # Known gaps: "TOOL OPTION" pairs that are reported but do not fail the test, each
 # with its reason.  An entry is a debt with a name, not a way to silence the test:
 # remove it as soon as the page is fixed.
-KNOWN_GAPS=(
-    # man/man1/ktstr-vmm.1 is being rewritten on the scenario branch (scenario
-    # options); its owner adds the common options there rather than us editing it
-    # concurrently.  Every other ktstr-vmm option is still checked.
-    "ktstr-vmm --help"
-    "ktstr-vmm --version"
-)
+KNOWN_GAPS=()
 known_gap() { local g; for g in "${KNOWN_GAPS[@]}"; do [ "$g" = "$1 $2" ] && return 0; done; return 1; }
 
 # Page text with troff escapes folded, so "\-\-topology" and "\fB\-\-x\fR" read as "--topology".

@@ -55,6 +55,10 @@ public:
     void crash(std::string_view text);
 
     uint64_t stream_drops() const { return stream_drops_; }
+    // COM2 has become a person's terminal (the shell job): from now on line() writes
+    // nothing there when the ring carries the messages, so no sentinel such as
+    // KTSTR_EXIT=<n> lands on the user's screen.  Without a ring lines still go out.
+    void com2_is_terminal() { com2_terminal_ = true; }
 
 private:
     unique_fd own_com2_, mem_fd_;
@@ -62,6 +66,7 @@ private:
     std::unique_ptr<wire::RingWriter> own_ring_;
     wire::RingWriter *ring_ = nullptr;
     int com2_fd_ = -1;
+    bool com2_terminal_ = false;
     bool host_draining_ = true;     // false after one stream write timed out
     uint64_t stream_drops_ = 0;
 };

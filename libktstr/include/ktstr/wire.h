@@ -68,11 +68,16 @@ inline constexpr size_t MAGIC = 0, VERSION = 4, CAPACITY = 8;
 inline constexpr size_t DUMP_REQUEST = 12;    // host 'D' -> guest sysrq-trigger "D"
 inline constexpr size_t STALL_REQUEST = 13;   // host 'S' -> guest creates /tmp/ktstr_stall
 inline constexpr size_t SLOT0 = 14;           // host -> guest: 1 BPF writes done, 0xDD flush
-inline constexpr size_t SLOT1 = 15;           // guest -> host: 1 scheduler up, 2 scenario starting
+inline constexpr size_t SLOT1 = 15;           // guest -> host: 1 scheduler up, 2 scenario starting,
+                                              // 3 shutting down (SLOT1_SHUTDOWN)
 inline constexpr size_t WRITE_PTR = 16, READ_PTR = 24, DROPS = 32;
 } // namespace off
 
 inline constexpr uint8_t SLOT0_FLUSH = 0xDD;
+// The agent's job is over and the guest is going down: from here on the kernel
+// freezes every CPU on its way to reset, which the monitor must not take for a
+// scheduler stall, so it stops sampling.
+inline constexpr uint8_t SLOT1_SHUTDOWN = 3;
 
 // capacity = size - 40, saturating at 0 (and at u32 max).
 uint32_t ring_capacity_for(uint64_t shm_size);
