@@ -18,7 +18,7 @@ const std::vector<cli::Option> BUILD_OPTIONS = {
     {"include", 'i', "HOST[:GUEST]", "add a file (default GUEST /include-files/NAME); ELF files bring their libraries", true},
     {"exec", 'e', "CMD", "add the suffix of an exec job running CMD (else: base only)"},
     {"compress", 0, "lz4|none", "compression (default lz4, the kernel's legacy LZ4 format)"},
-    {"cache-dir", 0, "DIR", "cache directory (default $KTSTR_CACHE_DIR, $XDG_CACHE_HOME/ktstr, ~/.cache/ktstr)"},
+    {"cache-dir", 0, "DIR", "directory of the cached archives (default $KTSTR_CACHE_DIR/.initramfs, $XDG_CACHE_HOME/ktstr/initramfs, ~/.cache/ktstr/initramfs)"},
     {"no-cache", 0, "", "build from scratch and store nothing"},
 };
 

@@ -167,8 +167,6 @@ void replace_file(const std::string &path, std::string_view data, mode_t mode) {
 
 namespace {
 
-std::string cache_subdir(const std::string &cache_dir) { return cache_dir + "/initramfs"; }
-
 void mkdir_p(const std::string &dir) {
     std::string cur;
     for (const std::string &c : split(dir, '/', false)) {
@@ -281,10 +279,13 @@ uint64_t hash64(std::string_view data, uint64_t seed) {
 }
 
 std::string default_cache_dir() {
-    if (const char *d = getenv("KTSTR_CACHE_DIR"); d && *d) return d;
-    if (const char *x = getenv("XDG_CACHE_HOME"); x && *x) return cat(x, "/ktstr");
-    if (const char *h = getenv("HOME"); h && *h) return cat(h, "/.cache/ktstr");
-    return "/tmp/ktstr-cache";
+    // KTSTR_CACHE_DIR is the kernel cache's root, verbatim (ktstr-kbuild lists
+    // every visible entry there as a kernel): the archives go in a hidden
+    // subdirectory of it.  Otherwise they sit beside ktstr/kernels.
+    if (const char *d = getenv("KTSTR_CACHE_DIR"); d && *d) return cat(d, "/.initramfs");
+    if (const char *x = getenv("XDG_CACHE_HOME"); x && *x) return cat(x, "/ktstr/initramfs");
+    if (const char *h = getenv("HOME"); h && *h) return cat(h, "/.cache/ktstr/initramfs");
+    return "/tmp/ktstr-cache/initramfs";
 }
 
 Compression parse_compression(std::string_view s) {
@@ -315,7 +316,7 @@ Include parse_include(std::string_view spec) {
 Archive build_base(const BaseSpec &spec, const BuildOptions &opt) {
     std::string dir, index_path;
     if (!opt.cache_dir.empty()) {
-        dir = cache_subdir(opt.cache_dir);
+        dir = opt.cache_dir;
         index_path = cat(dir, "/index-", hex16(hash64(request_key(spec, opt))));
         if (auto hit = cache_lookup(index_path)) return std::move(*hit);
     }

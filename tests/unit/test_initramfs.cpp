@@ -335,6 +335,26 @@ TEST_CASE("--include parsing") {
     CHECK_THROWS_AS(parse_compression("gzip"), Error);
 }
 
+TEST_CASE("default cache directory: hidden inside KTSTR_CACHE_DIR, beside the kernels otherwise") {
+    // KTSTR_CACHE_DIR is the kernel cache root verbatim (ktstr-kbuild lists every
+    // visible entry in it as a kernel), so the archives must not show up there.
+    struct Env {
+        std::string name;
+        const char *old;
+        std::string saved;
+        explicit Env(const char *n) : name(n), old(getenv(n)) { if (old) saved = old; }
+        ~Env() { old ? ::setenv(name.c_str(), saved.c_str(), 1) : ::unsetenv(name.c_str()); }
+    } k("KTSTR_CACHE_DIR"), x("XDG_CACHE_HOME"), h("HOME");
+    ::setenv("KTSTR_CACHE_DIR", "/c", 1);
+    ::setenv("XDG_CACHE_HOME", "/x", 1);
+    ::setenv("HOME", "/h", 1);
+    CHECK(default_cache_dir() == "/c/.initramfs");
+    ::setenv("KTSTR_CACHE_DIR", "", 1);
+    CHECK(default_cache_dir() == "/x/ktstr/initramfs");
+    ::unsetenv("XDG_CACHE_HOME");
+    CHECK(default_cache_dir() == "/h/.cache/ktstr/initramfs");
+}
+
 TEST_CASE("base archive layout and the content cache") {
     std::string fx = fixture_dir();
     if (fx.empty() || ::access("/bin/busybox", R_OK) != 0) {

@@ -164,8 +164,9 @@ struct BuildOptions {
     std::string ld_so_cache = "/etc/ld.so.cache";
 };
 
-// Default cache directory: $KTSTR_CACHE_DIR, else $XDG_CACHE_HOME/ktstr, else
-// ~/.cache/ktstr; the archives live in its initramfs/ subdirectory.
+// Default archive directory: $KTSTR_CACHE_DIR/.initramfs (hidden inside the
+// kernel cache root), else $XDG_CACHE_HOME/ktstr/initramfs, else
+// ~/.cache/ktstr/initramfs.  BuildOptions.cache_dir holds the archives directly.
 std::string default_cache_dir();
 
 struct Archive {
