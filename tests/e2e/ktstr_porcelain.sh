@@ -76,6 +76,18 @@ cell="$TMP/porcelain/steady@1n2l2c1t@eevdf"
 assert_eq guest_shutdown "$(jq -r 'select(.event == "end") | .reason' "$cell.monitor.jsonl")" "monitor end reason"
 assert_eq "true false" "$(jq -r 'select(.event == "summary") | "\(.verdict.passed) \(.stall_detected)"' "$cell.monitor.jsonl")" \
     "monitor verdict passed, no stall seen"
+# While the steady scenario runs on the 4 vCPUs (KASLR on: the command line has no
+# nokaslr), every CPU is sampled: its rq clock advances and its nr_running is
+# non-zero at some point (steady keeps workers on every CPU).
+per_cpu=$(jq -sc '[.[] | select(.event == "sample") | .cpus] as $s
+    | [range(0; $s[0] | length) as $c
+       | {cpu: $c, clock_advances: ($s[-1][$c].rq_clock > $s[0][$c].rq_clock),
+          busy: ([$s[][$c].nr_running] | max > 0)}]' "$cell.monitor.jsonl")
+echo "per CPU: $per_cpu"
+assert_eq 4 "$(jq length <<<"$per_cpu")" "the monitor samples all 4 CPUs"
+assert_eq true "$(jq 'all(.clock_advances and .busy)' <<<"$per_cpu")" "every CPU's rq clock advances and it ran tasks"
+grep -q nokaslr "$cell.jsonl" && die "the run had nokaslr on its command line"
+echo "ok: KASLR was on (no nokaslr in the boot event's command line)"
 assert_contains "$(cat "$TMP/porcelain.err")" "+ $(command -v ktstr-vmm) --kernel" "--verbose prints the ktstr-vmm command"
 
 # The pipeline, by hand.
