@@ -242,7 +242,7 @@ ojson render_json(const Report &rep) {
             jr["kernel"] = r.kernel;
             jr["topology"] = r.topology;
             jr["accel"] = r.accel;
-            jr["scheduler"] = r.scheduler;
+            jr["scheduler"] = run_scheduler(r);   // "eevdf" or the sched_ext ops name
             jr["cpus"] = r.cpus;
         }
         if (r.exit) {

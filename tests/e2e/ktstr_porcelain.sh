@@ -64,7 +64,8 @@ echo "ok: no agent sentinel on the shell's output"
 ktstr-vmm --help | grep -q -- '--scenario' || skip "ktstr-vmm has no --scenario yet"
 t0=$(date +%s.%N)
 run_rc "$KTSTR" -v run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 1n2l2c1t --scenario steady \
-    --duration 1 --timeout 120 --out "$TMP/porcelain" --json >"$TMP/porcelain.json" 2>"$TMP/porcelain.err"
+    --scheduler eevdf,scx_simple --duration 1 --timeout 120 --out "$TMP/porcelain" --json \
+    >"$TMP/porcelain.json" 2>"$TMP/porcelain.err"
 echo "ktstr run: exit $RC after $(echo "$(date +%s.%N) - $t0" | bc) s"
 cat "$TMP/porcelain.err"
 assert_eq 0 "$RC" "ktstr run exit status"
@@ -90,17 +91,29 @@ grep -q nokaslr "$cell.jsonl" && die "the run had nokaslr on its command line"
 echo "ok: KASLR was on (no nokaslr in the boot event's command line)"
 assert_contains "$(cat "$TMP/porcelain.err")" "+ $(command -v ktstr-vmm) --kernel" "--verbose prints the ktstr-vmm command"
 
-# The pipeline, by hand.
+# The pipeline, by hand: the kernel descriptor, its config checked against the
+# fragment, then per scheduler one VM with the monitor on its memory, and the report.
 mkdir -p "$TMP/pipe"
 ktstr-kbuild resolve "$KTSTR_FIXTURES" >"$TMP/kernel.json" 2>/dev/null
-ktstr-vmm --kernel "$TMP/kernel.json" --accel tcg --topology 1n2l2c1t --scenario steady --duration 1 \
-    --timeout 120 --console none --monitor-socket "$TMP/m.sock" >"$TMP/pipe/steady.jsonl" 2>"$TMP/pipe.vmm.err" &
-vmm=$!
-for _ in $(seq 1 100); do [ -S "$TMP/m.sock" ] && break; sleep 0.05; done
-ktstr-monitor --socket "$TMP/m.sock" --vmlinux "$(jq -r .vmlinux "$TMP/kernel.json")" \
-    >"$TMP/pipe/steady.monitor.jsonl" 2>"$TMP/pipe.mon.err"
-wait $vmm
+run_rc ktstr-kconfig validate --config "$(jq -r .config "$TMP/kernel.json")" --arch x86_64 --json >"$TMP/kconfig.json"
+assert_eq 0 "$RC" "ktstr-kconfig validate: the kernel keeps every critical option"
+for sched in eevdf scx_simple; do
+    sargs=()
+    [ "$sched" = eevdf ] || sargs=(--scheduler "$(jq -r ".schedulers.$sched" "$TMP/kernel.json")")
+    rm -f "$TMP/m.sock"
+    ktstr-vmm --kernel "$TMP/kernel.json" --accel tcg --topology 1n2l2c1t --scenario steady --duration 1 \
+        "${sargs[@]}" --timeout 120 --console none --monitor-socket "$TMP/m.sock" \
+        >"$TMP/pipe/$sched.jsonl" 2>"$TMP/pipe.vmm.err" &
+    vmm=$!
+    for _ in $(seq 1 100); do [ -S "$TMP/m.sock" ] && break; sleep 0.05; done
+    run_rc ktstr-monitor --socket "$TMP/m.sock" --vmlinux "$(jq -r .vmlinux "$TMP/kernel.json")" \
+        >"$TMP/pipe/$sched.monitor.jsonl" 2>"$TMP/pipe.mon.err"
+    assert_eq 0 "$RC" "ktstr-monitor verdict under $sched"
+    run_rc wait $vmm
+    assert_eq 0 "$RC" "ktstr-vmm under $sched"
+done
 run_rc ktstr-report --json "$TMP/pipe" >"$TMP/pipe.json"
 assert_eq 0 "$RC" "pipeline report exit status"
-verdicts() { jq -c '[.verdict, [.runs[] | .topology, .scheduler, (.scenarios[] | {name, verdict})]]' "$1"; }
+verdicts() { jq -c '[.verdict, ([.runs[] | [.topology, .scheduler, (.scenarios[] | {name, verdict})]] | sort)]' "$1"; }
 assert_eq "$(verdicts "$TMP/porcelain.json")" "$(verdicts "$TMP/pipe.json")" "ktstr run and the pipeline agree"
+assert_eq 2 "$(jq '.runs | length' "$TMP/pipe.json")" "two runs (EEVDF and scx_simple)"
