@@ -5,21 +5,14 @@
 # violation) in the timeline area.  Slow (Chromium start-up, ~10 s), so it
 # runs under `make e2e` only.  Needs: scripts/install-deps.sh --e2e
 #
-# Input: a real run on the fixture kernel when KTSTR_REPORT_RUN=DIR names a
-# directory holding run.jsonl + run.monitor.jsonl from ktstr-vmm/ktstr-monitor;
-# otherwise the constructed fixtures in tests/fixtures/report (said so below).
+# Input: the constructed fixtures in tests/fixtures/report (a failing run with a
+# violation, a passing one), then a real run: steady under scx_simple on the
+# fixture kernel (TCG) through the porcelain with the monitor attached, or the
+# directory KTSTR_REPORT_RUN names (its *.jsonl from ktstr-vmm/ktstr-monitor).
 . "$(dirname "$0")/../lib.sh"
 need_cmd chromium
 need_cmd python3
 F="$KTSTR_TOP/tests/fixtures/report"
-
-if [ -n "${KTSTR_REPORT_RUN:-}" ]; then
-    inputs=("$KTSTR_REPORT_RUN/run.jsonl" "$KTSTR_REPORT_RUN/run.monitor.jsonl")
-    echo "input: real run in $KTSTR_REPORT_RUN"
-else
-    inputs=("$F/fail.jsonl" "$F/fail.monitor.jsonl")
-    echo "input: constructed fixtures (set KTSTR_REPORT_RUN for a real run)"
-fi
 
 shoot() { # shoot HTML PNG
     timeout 120 chromium --headless --no-sandbox --disable-gpu --no-first-run \
@@ -32,7 +25,7 @@ shoot() { # shoot HTML PNG
 
 # check_png PNG BANNER_RGB: the banner colour at the top, timeline colours below it
 check_png() {
-    python3 - "$1" "$2" <<'PY'
+    python3 - "$@" <<'PY'
 import struct, sys, zlib
 
 def read_png(path):
@@ -85,29 +78,47 @@ for y in range(150, min(h, 700)):
         for k, c in colours.items():
             if near(p, c, 30 if k != "violation" else 12): counts[k] += 1
 print("pixel counts in the timeline area:", counts)
-for k, least in (("nr_running", 300), ("dsq", 300), ("ink", 5000)):
+real = len(sys.argv) > 3 and sys.argv[3] == "real"   # a passing run may keep every DSQ empty
+for k, least in (("nr_running", 300), ("dsq", 0 if real else 300), ("ink", 5000)):
     if counts[k] < least:
         errors.append("timeline: only %d %s pixels (want >= %d)" % (counts[k], k, least))
-if len(sys.argv) > 3 and counts["violation"] < 500:
+if len(sys.argv) > 3 and sys.argv[3] == "violation" and counts["violation"] < 500:
     errors.append("no shaded violation in the timeline")
 for e in errors: print("FAIL:", e)
 sys.exit(1 if errors else 0)
 PY
 }
 
-run_rc ktstr-report "${inputs[@]}" --html "$TMP/fail.html" >/dev/null
-[ "$RC" -le 2 ] || die "ktstr-report exit $RC"
+# ---- constructed fixtures: a failing report and a passing one ---------------------------
+run_rc ktstr-report "$F/fail.jsonl" "$F/fail.monitor.jsonl" --html "$TMP/fail.html" >/dev/null
+assert_eq 1 "$RC" "the constructed failing run fails"
 shoot "$TMP/fail.html" "$TMP/fail.png"
-if [ -z "${KTSTR_REPORT_RUN:-}" ]; then
-    check_png "$TMP/fail.png" c62828 violation || die "failing report screenshot"
-    echo "ok: FAIL banner red, timelines and the violation drawn"
-    ktstr-report "$F/pass.jsonl" "$F/pass.monitor.jsonl" --html "$TMP/pass.html" >/dev/null
-    shoot "$TMP/pass.html" "$TMP/pass.png"
-    check_png "$TMP/pass.png" 2e7d32 || die "passing report screenshot"
-    echo "ok: PASS banner green, timelines drawn"
+check_png "$TMP/fail.png" c62828 violation || die "failing report screenshot"
+echo "ok: FAIL banner red, timelines and the violation drawn"
+ktstr-report "$F/pass.jsonl" "$F/pass.monitor.jsonl" --html "$TMP/pass.html" >/dev/null
+shoot "$TMP/pass.html" "$TMP/pass.png"
+check_png "$TMP/pass.png" 2e7d32 || die "passing report screenshot"
+echo "ok: PASS banner green, timelines drawn"
+
+# ---- a real run on the fixture kernel -----------------------------------------------------
+if [ -n "${KTSTR_REPORT_RUN:-}" ]; then
+    real=$KTSTR_REPORT_RUN
+    echo "real run: $real"
 else
-    colour=$(grep -o 'id="verdict" style="background:#[0-9a-f]*' "$TMP/fail.html" | sed 's/.*#//')
-    check_png "$TMP/fail.png" "$colour" || die "report screenshot"
-    echo "ok: banner #$colour and timelines drawn"
+    need_fixture
+    need_cmd qemu-system-x86_64
+    real="$TMP/real"
+    run_rc "$KTSTR_TOP/scripts/ktstr" run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 1n2l2c1t \
+        --scheduler scx_simple --scenario steady --out "$real" >/dev/null 2>"$TMP/real.err"
+    cat "$TMP/real.err"
+    assert_eq 0 "$RC" "real run (steady, scx_simple, 1n2l2c1t)"
 fi
+ls "$real"/*.monitor.jsonl >/dev/null 2>&1 || die "no monitor stream in $real: the timelines need one"
+run_rc ktstr-report "$real" --html "$TMP/real.html" >/dev/null
+[ "$RC" -le 2 ] || die "ktstr-report exit $RC"
+colour=$(grep -o 'id="verdict" style="background:#[0-9a-f]*' "$TMP/real.html" | sed 's/.*#//')
+[ -n "$colour" ] || die "no verdict banner in the HTML"
+shoot "$TMP/real.html" "$TMP/real.png"
+check_png "$TMP/real.png" "$colour" real || die "real report screenshot"
+echo "ok: real run: banner #$colour and the per-CPU timelines drawn"
 cp "$TMP"/*.png "${KTSTR_BIN%/bin}/test-logs/" 2>/dev/null || true
