@@ -4,6 +4,7 @@
 #   make -f scripts/kernel-test-loop.mk KTREE=~/linux             # build + test + compare
 #   make -f scripts/kernel-test-loop.mk KTREE=~/linux SCHED=scx_simple,eevdf
 #   make -f scripts/kernel-test-loop.mk promote                   # accept the current run
+#   make -f scripts/kernel-test-loop.mk KERNEL=path/to/bzImage-or-dir   # test a built kernel
 #
 # Each step is one ktstr tool (or the ktstr porcelain), so it can be changed
 # line by line.  ktstr-kbuild caches by source identity and config fragment:
@@ -11,6 +12,9 @@
 # incrementally in its out-of-tree build directory.
 
 KTREE     ?= ../linux
+# KERNEL: an already built kernel (bzImage, directory or kernel.json) to test
+# instead of building KTREE.
+KERNEL    ?=
 RESULTS   ?= ktstr-results
 TOPOLOGY  ?= 1n2l2c2t
 SCHED     ?= eevdf,scx_simple
@@ -26,7 +30,8 @@ all: compare
 # Always ask kbuild: it answers from its cache in milliseconds when nothing changed.
 kernel:
 	mkdir -p $(RESULTS)
-	$(KTSTR_BIN)ktstr-kbuild build --source $(KTREE) --schedulers > $(RESULTS)/kernel.json.tmp
+	$(KTSTR_BIN)ktstr-kbuild $(if $(KERNEL),resolve $(KERNEL),build --source $(KTREE) --schedulers) \
+	    > $(RESULTS)/kernel.json.tmp
 	mv $(RESULTS)/kernel.json.tmp $(RESULTS)/kernel.json
 
 # Exit status 1 (a verdict failed) still leaves the run for compare to read; the
