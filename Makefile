@@ -57,7 +57,7 @@ GUEST_LIB  := $(BUILD)/lib/libktstr-guest.a
 .PHONY: all test check e2e bench install uninstall clean deps unit guests
 .DELETE_ON_ERROR:
 
-all: $(STATIC_LIB) $(SHARED_LIB) $(TOOLS) $(BUILD)/lib/ktstr.pc
+all: $(STATIC_LIB) $(SHARED_LIB) $(TOOLS)
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(@D)
@@ -101,10 +101,9 @@ $(UNIT): $(TEST_OBJS) $(STATIC_LIB)
 	@mkdir -p $(@D)
 	$(CXX) $(LDFLAGS) -o $@ $(TEST_OBJS) $(STATIC_LIB) $(LDLIBS)
 
-$(BUILD)/lib/ktstr.pc: Makefile
-	@mkdir -p $(@D)
-	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ktstr\nDescription: ktstr scheduler test harness library\nVersion: %s\nRequires.private: %s\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lktstr\n' \
-	    '$(PREFIX)' '$(VERSION)' '$(PKGS)' > $@
+# The pkg-config file names PREFIX, so it is written at install time (a PREFIX
+# given to make install must not meet a file generated with another one).
+PC_TEXT = prefix=$(PREFIX)\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: ktstr\nDescription: ktstr scheduler test harness library\nVersion: $(VERSION)\nRequires.private: $(PKGS)\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lktstr\n
 
 unit: $(UNIT)
 
@@ -143,7 +142,7 @@ install: all
 	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libktstr.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libktstr.so
 	install -m 644 libktstr/include/ktstr/*.h $(DESTDIR)$(PREFIX)/include/ktstr/
-	install -m 644 $(BUILD)/lib/ktstr.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	printf '$(PC_TEXT)' > $(DESTDIR)$(PREFIX)/lib/pkgconfig/ktstr.pc
 	for s in 1 5 7; do f=$$(ls man/man$$s/*.$$s 2>/dev/null); \
 	    [ -z "$$f" ] || install -m 644 $$f $(DESTDIR)$(PREFIX)/share/man/man$$s/; done
 
