@@ -576,6 +576,10 @@ BuildOutcome build_kernel(const Cache &cache, const BuildRequest &req, Progress 
     if (req.schedulers) {
         if (!vmlinux) fail(ErrorKind::environment, "cannot build the schedulers: no vmlinux (its BTF is needed)");
         std::string scx_out = plan.out + "/tools-sched_ext";
+        // tools/scripts/Makefile.include refuses an O= directory that does not exist.
+        std::error_code mk_ec;
+        fs::create_directories(scx_out, mk_ec);
+        if (mk_ec) fail(ErrorKind::environment, "cannot create ", scx_out, ": ", mk_ec.message());
         std::vector<std::string> smake = {"make", "-C", plan.tree + "/tools/sched_ext", "O=" + scx_out,
                                           "LLVM=" + pre.llvm, "VMLINUX_BTF=" + *vmlinux, cat("-j", jobs)};
         progress.step(cat("building tools/sched_ext schedulers (LLVM=", pre.llvm, ")"));
