@@ -49,7 +49,7 @@ need_cmd jq
 assert_eq 16 "$(cd / && env PATH=$clean_path "$p/bin/ktstr" gauntlet --scheduler eevdf,scx_simple \
     --scenario steady,cpuset_apply --matrix-json | jq '.cells | length')" "installed porcelain runs"
 if command -v man >/dev/null; then
-    man -l "$p/share/man/man1/ktstr-report.1" 2>/dev/null | grep -q 'ktstr-report' || die "installed man page does not render"
+    grep -q ktstr-report <<<"$(man -l "$p/share/man/man1/ktstr-report.1" 2>/dev/null)" || die "installed man page does not render"
     echo "ok: installed man page renders"
 fi
 if [ -n "$KTSTR_FIXTURES" ] && [ -f "$KTSTR_FIXTURES/bzImage" ] && command -v qemu-system-x86_64 >/dev/null; then

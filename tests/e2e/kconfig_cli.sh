@@ -68,7 +68,7 @@ for o in o1 o2 o3 o4; do [ ! -e "$TMP/$o" ] || die "bad input left $TMP/$o behin
 echo "ok: no output directory left behind"
 
 # --help, --version, man page agree on the commands.
-$K --help | grep -q -- '--extra-kconfig' || die "--help lacks --extra-kconfig"
+grep -q -- '--extra-kconfig' <<<"$($K --help)" || die "--help lacks --extra-kconfig"
 assert_contains "$($K --version)" "ktstr-kconfig " "--version"
 for verb in emit hash apply validate; do
     grep -q "^\.B $verb\|^\.SS $verb\|\\\\fB$verb\\\\fR" "$KTSTR_TOP/man/man1/ktstr-kconfig.1" || die "man page lacks $verb"

@@ -61,7 +61,6 @@ grep -q KTSTR_ "$TMP/shell.out" && die "agent sentinels leaked onto the shell's 
 echo "ok: no agent sentinel on the shell's output"
 
 # ---- a real run, and the same run as a pipeline of the tools ------------------
-ktstr-vmm --help | grep -q -- '--scenario' || skip "ktstr-vmm has no --scenario yet"
 t0=$(date +%s.%N)
 run_rc "$KTSTR" -v run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 1n2l2c1t --scenario steady \
     --scheduler eevdf,scx_simple --duration 1 --timeout 120 --out "$TMP/porcelain" --json \
