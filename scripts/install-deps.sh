@@ -12,7 +12,7 @@ qemu-system-x86 busybox-static
 cpio lz4 jq xz-utils libxml2-utils groff-base
 bc bison flex libssl-dev dwarves
 linux-source-6.12
-clang-16 llvm-16
+clang-16 lld-16 llvm-16
 "
 
 # Optional, for `make e2e` only (chromium is ~300 MB installed).

@@ -188,7 +188,9 @@ void run_logged(const std::vector<std::string> &argv, const std::string &log_pat
     }
 }
 
-// The LLVM= suffix that gives clang >= 16 (tools/sched_ext needs it).
+// The LLVM= suffix that gives clang >= 16 (tools/sched_ext needs it).  LLVM=<s>
+// makes the tools build use clang<s>, ld.lld<s>, llvm-ar<s> and llvm-strip<s>, so
+// all four must be there before the kernel's long compile starts.
 std::string detect_llvm_suffix(const std::string &requested) {
     auto major_of = [](const std::string &clang) -> int {
         std::string v = tool_version({clang, "--version"});
@@ -196,22 +198,37 @@ std::string detect_llvm_suffix(const std::string &requested) {
         if (p == std::string::npos) return 0;
         return static_cast<int>(parse_u64(v.substr(p + 8, v.find('.', p + 8) - (p + 8))).value_or(0));
     };
+    auto missing = [](const std::string &s) -> std::string {
+        for (const char *t : {"clang", "ld.lld", "llvm-ar", "llvm-strip"})
+            if (which(t + s).empty()) return t + s;
+        return "";
+    };
+    const char *install = "install clang-16 lld-16 llvm-16 (scripts/install-deps.sh)";
     if (!requested.empty()) {
         std::string s = requested == "1" ? "" : requested;
-        if (which("clang" + s).empty() || which("llvm-strip" + s).empty())
-            fail(ErrorKind::environment, "clang", s, " or llvm-strip", s,
-                 " not found (--llvm ", requested, "); install clang-16 llvm-16 (scripts/install-deps.sh)");
+        if (std::string m = missing(s); !m.empty())
+            fail(ErrorKind::environment, m, " not found (--llvm ", requested, "); ", install);
         return requested;
     }
+    std::string first_missing;
     for (int v = 20; v >= 16; --v) {
         std::string s = cat("-", v);
-        if (!which("clang" + s).empty() && !which("llvm-strip" + s).empty()) return s;
+        if (which("clang" + s).empty()) continue;
+        std::string m = missing(s);
+        if (m.empty()) return s;
+        if (first_missing.empty()) first_missing = m;
     }
-    if (!which("clang").empty() && !which("llvm-strip").empty() && major_of("clang") >= 16) return "1";
+    if (!which("clang").empty() && major_of("clang") >= 16) {
+        std::string m = missing("");
+        if (m.empty()) return "1";
+        if (first_missing.empty()) first_missing = m;
+    }
+    if (!first_missing.empty())
+        fail(ErrorKind::environment, "building the sched_ext schedulers needs ", first_missing,
+             " beside clang >= 16; ", install);
     int found = which("clang").empty() ? 0 : major_of("clang");
-    fail(ErrorKind::environment, "building the sched_ext schedulers needs clang >= 16 with llvm-strip (",
-         found ? cat("found clang ", found) : std::string("no clang found"),
-         "); install clang-16 llvm-16 (scripts/install-deps.sh)");
+    fail(ErrorKind::environment, "building the sched_ext schedulers needs clang >= 16 (",
+         found ? cat("found clang ", found) : std::string("no clang found"), "); ", install);
 }
 
 struct Preflight {

@@ -120,6 +120,16 @@ for t in make flex bison bc perl tar gzip xz sed cksum sleep printf mkdir cat sh
 done
 expect_fail 3 "C compiler 'gcc' not found in PATH" "missing compiler (PATH)" \
     env PATH="$TMP/bin" "$KTSTR_BIN/ktstr-kbuild" build --tarball "$TMP/linux-fake.tar.gz" --force
+# --schedulers with clang-16 but no ld.lld-16: refused before anything compiles.
+mkdir -p "$TMP/llvmbin"
+for t in clang-16 llvm-ar-16 llvm-strip-16 gcc cc; do
+    p=$(command -v $t 2>/dev/null) && ln -sf "$p" "$TMP/llvmbin/$t"
+done
+if [ -e "$TMP/llvmbin/clang-16" ]; then
+    expect_fail 3 "needs ld.lld-16 beside clang >= 16" "schedulers without ld.lld" \
+        env PATH="$TMP/llvmbin:$TMP/bin" "$KTSTR_BIN/ktstr-kbuild" build --tarball "$TMP/linux-fake.tar.gz" \
+        --schedulers --force
+fi
 expect_fail 3 "CONFIG_DEBUG_INFO_BTF not set" "critical option that cannot be met" \
     env FAKE_DROP=DEBUG_INFO_BTF ktstr-kbuild build --tarball "$TMP/linux-fake.tar.gz" --force
 printf '# CONFIG_BPF_SYSCALL is not set\n' >"$TMP/nobpf.kconfig"
