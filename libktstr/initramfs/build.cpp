@@ -202,6 +202,19 @@ Mapping map_readonly(const std::string &path) {
     return Mapping(p, size_t(st.st_size));
 }
 
+// An input file, mapped read-only and pre-faulted; an empty file maps to nothing.
+Mapping map_input(const std::string &path) {
+    unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_errno(ErrorKind::input, cat("cannot open ", path));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) fail_errno(ErrorKind::input, cat("cannot stat ", path));
+    if (!S_ISREG(st.st_mode)) fail(ErrorKind::input, path, " is not a regular file");
+    if (st.st_size == 0) return {};
+    void *p = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
+    if (p == MAP_FAILED) fail_errno(ErrorKind::input, cat("cannot map ", path));
+    return Mapping(p, size_t(st.st_size));
+}
+
 std::optional<Archive> cache_lookup(const std::string &index_path) {
     auto text = try_read_file(index_path);
     if (!text || !starts_with(*text, INDEX_MAGIC)) return std::nullopt;
@@ -322,11 +335,14 @@ Archive build_base(const BaseSpec &spec, const BuildOptions &opt) {
     }
 
     Plan plan = plan_base(spec, opt);
-    std::vector<std::string> datas(plan.items.size());
+    // The inputs are mapped, not read: the archive is the only copy made of them.
+    std::vector<Mapping> maps(plan.items.size());
+    std::vector<std::string_view> datas(plan.items.size());
     size_t total = 0;
     for (size_t i = 0; i < plan.items.size(); i++) {
         if (plan.items[i].symlink) continue;
-        datas[i] = read_file(plan.items[i].host);
+        maps[i] = map_input(plan.items[i].host);
+        if (maps[i]) datas[i] = std::string_view(reinterpret_cast<const char *>(maps[i].data()), maps[i].size());
         total += datas[i].size() + CPIO_HEADER_SIZE + plan.items[i].path.size() + 8;
     }
     std::set<std::string> dirs = {"dev"};
