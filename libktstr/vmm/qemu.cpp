@@ -542,8 +542,13 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
     // Input for COM2 (the guest's shell): read only while nothing read earlier
     // waits to go out, sent without blocking (a guest that stops reading must not
     // stall this loop: COM2 output, signals and the deadline keep being served);
-    // at EOF one EOT, which the guest tty turns into end-of-file for the shell.
+    // at EOF an EOT, which the guest tty turns into end-of-file for its reader,
+    // and another every second after that: an EOT that arrives while a command
+    // runs can be lost when the shell's line editor switches the tty mode, and
+    // our input stays at end-of-file for every later reader anyway.
     std::string pending_input;
+    bool input_eof = false;
+    Clock::time_point next_eot{};
     auto flush_input = [&]() {
         while (!pending_input.empty()) {
             ssize_t w = ::send(com2.read.get(), pending_input.data(), pending_input.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -561,6 +566,8 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
         if (n < 0 && (errno == EINTR || errno == EAGAIN)) return;
         if (n <= 0) {
             input_open = false;
+            input_eof = true;
+            next_eot = Clock::now() + std::chrono::seconds(1);
             pending_input += char(4);
         } else {
             pending_input.append(buf, size_t(n));
@@ -625,6 +632,11 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
                 ssize_t r = ::read(p.fd, &v, sizeof v);
                 (void)r;
             }
+        }
+        if (input_eof && com2_open && pending_input.empty() && Clock::now() >= next_eot) {
+            pending_input += char(4);
+            flush_input();
+            next_eot = Clock::now() + std::chrono::seconds(1);
         }
         if (Clock::now() >= next_tick) {
             observer.on_tick(ram, stop);

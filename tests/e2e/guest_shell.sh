@@ -46,6 +46,15 @@ want=$(tail -n +2 "$TMP/big.in" | wc -lc | awk '{print $1, $2}')
 assert_contains "$(tr -d '\r' <"$TMP/big.out" | awk 'NF == 2 && $1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ {print $1, $2}')" "$want" \
     "wc in the guest counted every line and byte ($want)"
 
+# Commands without an exit, then end of input: the shell still ends (with the
+# last command's status) although the first EOT may arrive while it runs them.
+run_rc ktstr-vmm --kernel "$KTSTR_FIXTURES" --accel tcg --topology 2n2l2c1t --timeout 90 --console none --shell \
+    >"$TMP/eof.out" 2>"$TMP/eof.err" <<'IN'
+cat /sys/devices/system/node/online; echo eof-test-$((1 + 1)); false
+IN
+assert_eq 1 "$RC" "input ending without exit: the shell ended with false's status"
+assert_contains "$(tr -d '\r' <"$TMP/eof.out")" $'\neof-test-2' "the commands ran before the end of input"
+
 # Standard input that just ends: EOT closes the shell, status 0.
 run_rc ktstr-vmm --kernel "$KTSTR_FIXTURES" --accel tcg --timeout 120 --console none --shell \
     </dev/null >"$TMP/out2" 2>"$TMP/err2"
