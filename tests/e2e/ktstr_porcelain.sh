@@ -39,6 +39,11 @@ run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --scheduler eevdf,scx
 assert_eq 2 "$RC" "unknown scheduler refused"
 assert_contains "$(cat "$TMP/err")" "'scx_nosuch' is not one of this kernel's schedulers" "the bad scheduler is named"
 assert_eq 0 "$(find "$TMP/badsched" -name '*.jsonl' | wc -l)" "no cell ran before the refusal"
+# A topology ktstr-vmm refuses: the cell's own error comes up on stderr, not only in its log.
+run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 3n2l2c1t --out "$TMP/badtopo" >/dev/null 2>"$TMP/err"
+assert_eq 2 "$RC" "a topology ktstr-vmm refuses: exit status"
+assert_contains "$(cat "$TMP/err")" "steady@3n2l2c1t@eevdf: ktstr-vmm: error:" "the cell's error is shown"
+assert_contains "$(cat "$TMP/err")" "NUMA nodes" "the reason is named"
 # A budget that leaves room for no cell: every cell is listed as not run, exit 2.
 run_rc "$KTSTR" gauntlet --kernel "$KTSTR_FIXTURES" --accel tcg --preset small,smt --budget 0 --out "$TMP/budget" \
     >/dev/null 2>"$TMP/err"
@@ -89,6 +94,11 @@ assert_eq true "$(jq 'all(.clock_advances and .busy)' <<<"$per_cpu")" "every CPU
 grep -q nokaslr "$cell.jsonl" && die "the run had nokaslr on its command line"
 echo "ok: KASLR was on (no nokaslr in the boot event's command line)"
 assert_contains "$(cat "$TMP/porcelain.err")" "+ $(command -v ktstr-vmm) --kernel" "--verbose prints the ktstr-vmm command"
+# The printed line runs as it is: its redirections are shell syntax, not quoted arguments.
+vline=$(grep -m1 "^+ $(command -v ktstr-vmm) " "$TMP/porcelain.err")
+assert_contains "$vline" " > $TMP/porcelain/steady@1n2l2c1t@eevdf.jsonl 2> " "--verbose shows the redirection"
+[[ $vline == *" &" ]] || die "--verbose does not show that ktstr-vmm runs in the background: $vline"
+echo "ok: the --verbose ktstr-vmm line ends with &"
 
 # The pipeline, by hand: the kernel descriptor, its config checked against the
 # fragment, then per scheduler one VM with the monitor on its memory, and the report.
