@@ -202,7 +202,7 @@ Mapping map_readonly(const std::string &path) {
     return Mapping(p, size_t(st.st_size));
 }
 
-// An input file, mapped read-only and pre-faulted; an empty file maps to nothing.
+// An input file, mapped read-only; an empty file maps to nothing.
 Mapping map_input(const std::string &path) {
     unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) fail_errno(ErrorKind::input, cat("cannot open ", path));
@@ -210,9 +210,7 @@ Mapping map_input(const std::string &path) {
     if (::fstat(fd.get(), &st) != 0) fail_errno(ErrorKind::input, cat("cannot stat ", path));
     if (!S_ISREG(st.st_mode)) fail(ErrorKind::input, path, " is not a regular file");
     if (st.st_size == 0) return {};
-    void *p = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd.get(), 0);
-    if (p == MAP_FAILED) fail_errno(ErrorKind::input, cat("cannot map ", path));
-    return Mapping(p, size_t(st.st_size));
+    return Mapping::map_fd(fd.get(), size_t(st.st_size), PROT_READ);
 }
 
 std::optional<Archive> cache_lookup(const std::string &index_path) {

@@ -120,6 +120,9 @@ AttachedGuest attach_from_message(const std::string &text, std::vector<unique_fd
         for (const json &t : doc["vcpu_tids"]) g.vcpu_tids.push_back(t.is_number_integer() ? t.get<int64_t>() : 0);
     if (doc.contains("run_start_mono_ns") && doc["run_start_mono_ns"].is_number_unsigned())
         g.run_start_mono_ns = doc["run_start_mono_ns"].get<uint64_t>();
+    if (const json *shm = doc.contains("shm") ? &doc["shm"] : nullptr;
+        shm && shm->is_object() && shm->contains("base_pa") && (*shm)["base_pa"].is_number_unsigned())
+        g.shm_base_pa = (*shm)["base_pa"].get<uint64_t>();
     bool have_tids = std::any_of(g.vcpu_tids.begin(), g.vcpu_tids.end(), [](int64_t t) { return t > 0; });
     if (!have_tids && g.vmm_pid > 0) g.vcpu_tids = discover_vcpu_tids(g.vmm_pid, g.num_cpus);
     g.layout = std::move(doc);
@@ -325,13 +328,10 @@ int run_session(AttachedGuest &g, const Vmlinux &vm, const SessionOptions &opt,
     // The agent marks the shared region's slot 1 when the guest goes down (the
     // kernel then stops every CPU on its way to reset): sampling ends there, so a
     // guest frozen by its own shutdown is never judged a scheduler stall.
-    std::optional<uint64_t> shm_pa;
-    if (const json *shm = g.layout.contains("shm") ? &g.layout["shm"] : nullptr;
-        shm && shm->is_object() && shm->contains("base_pa") && (*shm)["base_pa"].is_number_unsigned())
-        shm_pa = (*shm)["base_pa"].get<uint64_t>();
     auto guest_shutting_down = [&] {
-        return shm_pa && g.mem.read_u32(*shm_pa, wire::off::MAGIC) == wire::SHM_MAGIC &&
-               g.mem.read_u8(*shm_pa, wire::off::SLOT1) == wire::SLOT1_SHUTDOWN;
+        const auto &shm = g.shm_base_pa;
+        return shm && g.mem.read_u32(*shm, wire::off::MAGIC) == wire::SHM_MAGIC &&
+               g.mem.read_u8(*shm, wire::off::SLOT1) == wire::SLOT1_SHUTDOWN;
     };
     timespec deadline{};
     clock_gettime(CLOCK_MONOTONIC, &deadline);

@@ -411,6 +411,7 @@ struct AttachedGuest {
     int64_t vmm_pid = 0;
     std::vector<int64_t> vcpu_tids;
     std::optional<uint64_t> run_start_mono_ns;
+    std::optional<uint64_t> shm_base_pa;  // the guest-host shared region (layout "shm"), if any
     unique_fd sock;                    // kept open: EOF/HUP = the VM went away
 };
 // Parses a ktstr.layout/1 message and maps its fds (Error(input) for layout
