@@ -397,7 +397,7 @@ void download(const Plan &p, const std::string &work, Progress &progress, const 
         fail(ErrorKind::environment, "cannot download ", p.url, " (", err.empty() ? cat("curl exit ", r.status) : err,
              "; no internet?)", alt);
     }
-    auto head = try_read_file(file).value_or("").substr(0, 16);
+    auto head = try_read_file(file, 16).value_or("");
     bool xz = starts_with(head, "\xFD" "7zXZ"), gz = starts_with(head, "\x1F\x8B");
     if (!xz && !gz)
         fail(ErrorKind::environment, "download of ", p.url, " is not a compressed tarball (an HTML page?)", alt);

@@ -1,6 +1,8 @@
 // libktstr/util: errors, logging, RAII holders, files, strings, time.
 #include "ktstr/util.h"
 
+#include <algorithm>
+
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -106,13 +108,13 @@ Mapping Mapping::anonymous(size_t len) {
 
 // ---- files ----------------------------------------------------------------------
 
-std::optional<std::string> try_read_file(const std::string &path) {
+std::optional<std::string> try_read_file(const std::string &path, size_t max) {
     unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return std::nullopt;
     std::string out;
     char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    while (out.size() < max) {
+        ssize_t n = ::read(fd.get(), buf, std::min(sizeof buf, max - out.size()));
         if (n < 0) {
             if (errno == EINTR) continue;
             return std::nullopt;
@@ -123,9 +125,9 @@ std::optional<std::string> try_read_file(const std::string &path) {
     return out;
 }
 
-std::string read_file(const std::string &path) {
+std::string read_file(const std::string &path, size_t max) {
     errno = 0;
-    auto s = try_read_file(path);
+    auto s = try_read_file(path, max);
     if (!s) fail_errno(ErrorKind::input, path, errno ? errno : EIO);
     return *s;
 }

@@ -86,7 +86,7 @@ namespace {
 KernelImage load_bzimage(const std::string &path, std::string vmlinux, std::string version) {
     KernelImage k;
     k.bzimage = fs::absolute(path).lexically_normal().string();
-    std::string head = read_file(path).substr(0, 0x1000);
+    std::string head = read_file(path, 0x1000);
     k.header = parse_bzimage_header(head, path);
     if (vmlinux.empty()) {
         // Beside the image (fixture and build-tree layouts).

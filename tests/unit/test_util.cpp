@@ -73,6 +73,10 @@ TEST_CASE("files: atomic write leaves no temp file and read_file names the path"
     std::string p = std::string(dir) + "/f";
     write_file_atomic(p, "hello", 0600);
     CHECK(read_file(p) == "hello");
+    CHECK(read_file(p, 3) == "hel");         // only the head
+    CHECK(read_file(p, 99) == "hello");
+    CHECK(read_file(p, 0).empty());
+    CHECK(try_read_file(p, 4).value() == "hell");
     struct stat st{};
     REQUIRE(stat(p.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);

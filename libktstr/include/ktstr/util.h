@@ -124,9 +124,10 @@ private:
 
 // ---- files and strings ------------------------------------------------------
 
-// Whole-file read; throws Error(input) naming the path on failure.
-std::string read_file(const std::string &path);
-std::optional<std::string> try_read_file(const std::string &path);
+// Whole-file read, or its first `max` bytes; throws Error(input) naming the
+// path on failure.
+std::string read_file(const std::string &path, size_t max = SIZE_MAX);
+std::optional<std::string> try_read_file(const std::string &path, size_t max = SIZE_MAX);
 // Write via a temp file in the same directory and rename(): readers never see a
 // partial file, and a failure leaves nothing behind.  Throws Error(environment).
 void write_file_atomic(const std::string &path, std::string_view data, mode_t mode = 0644);
