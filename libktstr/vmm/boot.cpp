@@ -175,8 +175,9 @@ BootImage parse_boot_image(std::string data, const std::string &path, uint64_t f
 
 BootImage load_boot_image(const std::string &path) {
     // Only the headers are read here (64 KiB covers the bzImage setup header
-    // and the ELF program headers); segments are read straight into guest RAM
-    // by read_segment(), which keeps a 55 MB vmlinux from being copied twice.
+    // and the ELF program headers); the segments go straight from the file
+    // into guest RAM (GuestRam::load_file), so a 55 MB vmlinux is never held
+    // in memory twice.
     unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) fail_errno(ErrorKind::input, cat("kernel ", path));
     struct stat st;
@@ -186,24 +187,6 @@ BootImage load_boot_image(const std::string &path) {
     if (read_full(fd.get(), head.data(), head.size()) != head.size())
         fail(ErrorKind::input, "kernel ", path, ": short read");
     return parse_boot_image(std::move(head), path, uint64_t(st.st_size));
-}
-
-void read_segment(const BootImage &k, const ImageSegment &s, uint8_t *dst) {
-    if (s.file_offset + s.file_size <= k.data.size()) {
-        std::memcpy(dst, k.data.data() + s.file_offset, s.file_size);
-    } else {
-        unique_fd fd(::open(k.path.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) fail_errno(ErrorKind::input, cat("kernel ", k.path));
-        uint64_t done = 0;
-        while (done < s.file_size) {
-            ssize_t r = ::pread(fd.get(), dst + done, s.file_size - done, off_t(s.file_offset + done));
-            if (r < 0 && errno == EINTR) continue;
-            if (r < 0) fail_errno(ErrorKind::input, cat("kernel ", k.path, ": read"));
-            if (r == 0) fail(ErrorKind::input, "kernel ", k.path, ": file shrank while loading");
-            done += uint64_t(r);
-        }
-    }
-    std::memset(dst + s.file_size, 0, s.mem_size - s.file_size);
 }
 
 uint64_t place_initrd(const BootImage &k, const MemoryLayout &m, uint64_t initrd_size) {

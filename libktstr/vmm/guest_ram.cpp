@@ -1,9 +1,11 @@
 // libktstr/vmm: guest RAM as memfds, and the ktstr.layout/1 description of it.
 #include "ktstr/vmm.h"
 
+#include <cerrno>
 #include <cstring>
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace ktstr::vmm {
@@ -67,6 +69,39 @@ bool GuestRam::write(uint64_t gpa, const void *src, uint64_t len) const {
     uint8_t *p = host(gpa, len);
     if (!p) return false;
     std::memcpy(p, src, len);
+    return true;
+}
+
+bool GuestRam::load_file(uint64_t gpa, int fd, uint64_t file_offset, uint64_t len, const std::string &what) const {
+    const RamRegion *reg = nullptr;
+    for (auto &r : regions_)
+        if (gpa >= r.gpa && gpa - r.gpa <= r.size && len <= r.size - (gpa - r.gpa)) reg = &r;
+    if (!reg) return false;
+    if (len == 0) return true;
+    struct stat st;
+    if (::fstat(fd, &st) != 0) fail_errno(ErrorKind::input, what);
+    if (uint64_t(st.st_size) < file_offset || uint64_t(st.st_size) - file_offset < len)
+        fail(ErrorKind::input, what, ": needs bytes up to offset ", file_offset + len, " but the file has ", st.st_size,
+             " (did it change while loading?)");
+    const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+    const uint64_t skip = file_offset % page;
+    // MAP_POPULATE: the source pages are mapped in one pass, not faulted in
+    // one by one during the copy.
+    void *p = ::mmap(nullptr, len + skip, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, off_t(file_offset - skip));
+    if (p == MAP_FAILED) fail_errno(ErrorKind::input, cat(what, ": mmap"));
+    Mapping src(p, len + skip);
+    const int memfd = fds_[reg->fd_index].get();
+    const uint64_t dst = reg->fd_offset + (gpa - reg->gpa);
+    uint64_t done = 0;
+    while (done < len) {
+        ssize_t w = ::pwrite(memfd, src.data() + skip + done, len - done, off_t(dst + done));
+        if (w < 0 && errno == EINTR) continue;
+        // EFAULT: the source went away under the mapping (file truncated).
+        if (w < 0 && errno == EFAULT) fail(ErrorKind::input, what, ": file shrank while loading");
+        if (w < 0) fail_errno(ErrorKind::environment, cat("writing ", what, " into guest RAM"));
+        if (w == 0) fail(ErrorKind::environment, "writing ", what, " into guest RAM: no progress");
+        done += uint64_t(w);
+    }
     return true;
 }
 

@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -21,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,6 +90,7 @@ public:
 private:
     // setup
     void build_vm();
+    void load_images();
     void load_guest();
     void setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu);
     // run (vCPU threads)
@@ -118,6 +122,8 @@ private:
     std::vector<kvm_cpuid_entry2> supported_cpuid_;
     bool cpuid_refused_ = false;
     BootImage kernel_;
+    uint64_t initrd_gpa_ = 0, initrd_size_ = 0;
+    double load_images_ms_ = 0;   // on the loader thread
     std::string cmdline_;
     unique_fd irq_com1_, irq_com2_, wake_;
     std::unique_ptr<Uart16550> com1_, com2_;
@@ -136,6 +142,14 @@ private:
     std::string pending_console_, pending_com2_;   // for the Observer, from this thread
     std::atomic<double> first_exit_s_{-1};
     std::atomic<uint64_t> first_run_mono_ns_{0}, first_exit_mono_ns_{0};   // BSP, CLOCK_MONOTONIC
+    // Start-up phases (name, ms spent) for the boot event's "startup_ms".
+    std::vector<std::pair<const char *, double>> phases_;
+    Clock::time_point phase_t_ = t0_;
+    void phase_done(const char *name) {
+        Clock::time_point now = Clock::now();
+        phases_.emplace_back(name, std::chrono::duration<double, std::milli>(now - phase_t_).count());
+        phase_t_ = now;
+    }
     Tail console_tail_{{}, 4096};
     std::string console_line_;
 };
@@ -191,10 +205,20 @@ void Machine::build_vm() {
     vm.ioctl_or_fail(KVM_SET_TSS_ADDR, reinterpret_cast<void *>(KVM_TSS_GPA), "KVM_SET_TSS_ADDR");
     uint64_t identity = KVM_IDENTITY_MAP_GPA;
     vm.ioctl_or_fail(KVM_SET_IDENTITY_MAP_ADDR, &identity, "KVM_SET_IDENTITY_MAP_ADDR");
+    phase_done("create_vm");
+    // Memory: one slot per region, before the irqchip. Once the irqchip
+    // exists, the first slot waits for an SRCU grace period: 4-8 ms on an
+    // emulated KVM (measured on a 6.18 PVM host), against 0.2 ms here.
+    for (size_t i = 0; i < mem_.regions.size(); ++i) {
+        const MemRegion &r = mem_.regions[i];
+        vm.set_memory_region(uint32_t(i), r.gpa, r.size, ram_.host(r.gpa, r.size));
+    }
+    phase_done("memory_slots");
     vm.ioctl_or_fail(KVM_CREATE_IRQCHIP, nullptr, "KVM_CREATE_IRQCHIP");
     kvm_pit_config pit{};
     pit.flags = KVM_PIT_SPEAKER_DUMMY;
     vm.ioctl_or_fail(KVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2");
+    phase_done("irqchip");
     if (vm.check_extension(KVM_CAP_HALT_POLL) > 0) {
         kvm_enable_cap cap{};
         cap.cap = KVM_CAP_HALT_POLL;
@@ -210,12 +234,6 @@ void Machine::build_vm() {
         cap.args[0] = KVM_MSR_EXIT_REASON_INVAL | KVM_MSR_EXIT_REASON_UNKNOWN;
         if (::ioctl(vm.fd(), KVM_ENABLE_CAP, &cap) < 0)
             log::debug("KVM_CAP_X86_USER_SPACE_MSR not enabled: ", strerror(errno));
-    }
-
-    // Memory: one slot per region.
-    for (size_t i = 0; i < mem_.regions.size(); ++i) {
-        const MemRegion &r = mem_.regions[i];
-        vm.set_memory_region(uint32_t(i), r.gpa, r.size, ram_.host(r.gpa, r.size));
     }
 
     // Serial interrupts: an eventfd per UART, bound to its GSI.
@@ -260,6 +278,7 @@ void Machine::build_vm() {
     }
     if (cx16_masked && !cpuid_refused_)
         quirk_used("cpuid_mask_cx16", "CPUID.1:ECX.CX16 cleared (the emulator refuses cmpxchg16b)");
+    phase_done("vcpus");
 }
 
 void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
@@ -350,6 +369,38 @@ void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
     vcpu.set_regs(r);
 }
 
+// The big copies (kernel segments, initramfs). Runs on a helper thread while
+// build_vm() sets up KVM; touches only guest RAM and initrd_*_.
+void Machine::load_images() {
+    const MemoryLayout &m = mem_;
+    const Clock::time_point start = Clock::now();
+    if (kernel_.end > m.low_end)
+        fail(ErrorKind::usage, kernel_.path, ": the kernel needs RAM up to ", kernel_.end >> 20,
+             " MiB; give the guest more memory");
+    unique_fd kfd(::open(kernel_.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!kfd) fail_errno(ErrorKind::input, cat("kernel ", kernel_.path));
+    // Guest RAM is a fresh memfd, so the part of a segment beyond its file
+    // bytes (.bss) is already zero.
+    for (auto &seg : kernel_.segments)
+        if (!ram_.host(seg.gpa, seg.mem_size) ||
+            !ram_.load_file(seg.gpa, kfd.get(), seg.file_offset, seg.file_size, cat("kernel ", kernel_.path)))
+            fail(ErrorKind::usage, kernel_.path, ": segment at ", hex(seg.gpa), " (", seg.mem_size >> 10,
+                 " KiB) does not fit in ", m.mem_size >> 20, " MiB of guest RAM");
+
+    if (!cfg_.initrd.empty()) {
+        unique_fd fd(::open(cfg_.initrd.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
+        struct stat st;
+        if (::fstat(fd.get(), &st) != 0) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
+        if (!S_ISREG(st.st_mode)) fail(ErrorKind::input, "initramfs ", cfg_.initrd, ": not a regular file");
+        initrd_size_ = uint64_t(st.st_size);
+        initrd_gpa_ = place_initrd(kernel_, m, initrd_size_);
+        if (!ram_.load_file(initrd_gpa_, fd.get(), 0, initrd_size_, cat("initramfs ", cfg_.initrd)))
+            fail(ErrorKind::usage, "initramfs ", cfg_.initrd, " does not fit in guest RAM");
+    }
+    load_images_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+}
+
 void Machine::load_guest() {
     const MemoryLayout &m = mem_;
     auto write = [&](uint64_t gpa, const void *data, size_t len, const char *what) {
@@ -357,31 +408,7 @@ void Machine::load_guest() {
             fail(ErrorKind::usage, what, " (", len, " bytes at ", hex(gpa), ") does not fit in ", m.mem_size >> 20,
                  " MiB of guest RAM");
     };
-    for (auto &seg : kernel_.segments) {
-        uint8_t *dst = ram_.host(seg.gpa, seg.mem_size);
-        if (!dst)
-            fail(ErrorKind::usage, kernel_.path, ": segment at ", hex(seg.gpa), " (", seg.mem_size >> 10,
-                 " KiB) does not fit in ", m.mem_size >> 20, " MiB of guest RAM");
-        read_segment(kernel_, seg, dst);
-    }
-    if (kernel_.end > m.low_end)
-        fail(ErrorKind::usage, kernel_.path, ": the kernel needs RAM up to ", kernel_.end >> 20,
-             " MiB; give the guest more memory");
-
-    uint64_t initrd_gpa = 0, initrd_size = 0;
-    if (!cfg_.initrd.empty()) {
-        unique_fd fd(::open(cfg_.initrd.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
-        off_t size = lseek(fd.get(), 0, SEEK_END);
-        if (size < 0) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
-        initrd_size = uint64_t(size);
-        initrd_gpa = place_initrd(kernel_, m, initrd_size);
-        uint8_t *dst = ram_.host(initrd_gpa, initrd_size);
-        if (!dst) fail(ErrorKind::usage, "initramfs ", cfg_.initrd, " does not fit in guest RAM");
-        if (initrd_size && ::pread(fd.get(), dst, initrd_size, 0) != ssize_t(initrd_size))
-            fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd, ": read"));
-    }
-
+    const uint64_t initrd_gpa = initrd_gpa_, initrd_size = initrd_size_;
     CmdlineOptions co;
     co.accel = Accel::kvm;
     co.kaslr = cfg_.kaslr;
@@ -658,9 +685,12 @@ ExitResult Machine::run() {
     quirks_ = detect_host_quirks(parse_quirk_mode(cfg_.kvm_quirks));
     if (quirks_.emulated) log::warn("host quirk detection: ", quirks_.detection);
     else log::debug("host quirk detection: ", quirks_.detection);
+    phase_done("host_quirks");
     kernel_ = load_boot_image(cfg_.kvm_elf.empty() ? cfg_.kernel.bzimage : cfg_.kvm_elf);
+    phase_done("open_kernel");
     mem_ = plan_memory(t, cfg_.memory_mb, cfg_.shm_size);
     ram_ = GuestRam::create(kvm_memory_plan(mem_));
+    phase_done("guest_ram");
 
     layout_.accel = Accel::kvm;
     layout_.regions = ram_.regions();
@@ -673,10 +703,17 @@ ExitResult Machine::run() {
                                                                                                  : cfg_.kernel.vmlinux;
     if (mem_.shm_size) layout_.shm = ShmRegion{mem_.shm_base, mem_.shm_size};
 
+    // Kernel and initramfs bytes go into guest RAM on a helper thread while
+    // KVM is set up; a failure there comes out of get().
+    std::future<void> loading = std::async(std::launch::async, [this] { load_images(); });
     build_vm();
+    loading.get();
+    phase_done("wait_images");
     load_guest();
+    phase_done("load_guest");
     layout_.cmdline = cmdline_;
     observer_.on_ram_ready(ram_, layout_);
+    phase_done("observer_ram_ready");
 
     install_kick_handler();
     const size_t n = vcpus_.size();
@@ -696,6 +733,7 @@ ExitResult Machine::run() {
         std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
     layout_.vcpu_tids = tids_;
+    phase_done("threads");
 
     ojson boot = boot_event_fields(cfg_, cmdline_);
     boot["kernel"] = kernel_.path;
@@ -705,6 +743,14 @@ ExitResult Machine::run() {
     boot["emulated_kvm"] = quirks_.emulated;
     boot["quirk_detection"] = quirks_.detection;
     boot["host_quirks"] = quirks_json();
+    // Where the time to the first guest instruction went (ms per phase, from
+    // the VMM's start; the vCPU threads are started at the end of "threads").
+    ojson startup = ojson::object();
+    for (auto &[name, ms] : phases_) startup[name] = std::round(ms * 1000) / 1000;
+    startup["images_on_loader_thread"] = std::round(load_images_ms_ * 1000) / 1000;
+    if (uint64_t fr = first_run_mono_ns_.load())
+        startup["spawn_to_first_kvm_run"] = std::round(double(int64_t(fr - layout_.run_start_mono_ns)) / 1e3) / 1000;
+    boot["startup_ms"] = startup;
     observer_.on_started(ram_, layout_, boot);
 
     // Watchdog: stop requests, timeout, output hand-over, observer ticks.

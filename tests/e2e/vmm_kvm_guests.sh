@@ -1,8 +1,9 @@
 #!/bin/bash
 # The KVM VMM end to end with the tiny guests of tests/guests (build/guests/*.elf):
 # entry state, CPUID/LAPIC topology reported by every vCPU for several
-# topologies, COM2 + i8042 exit, triple fault, panic text, timeout, SIGTERM,
-# and topologies rejected before any KVM call.  Seconds in all.
+# topologies, the initramfs bytes, COM2 + i8042 exit, triple fault, panic
+# text, timeout, SIGTERM, and topologies rejected before any KVM call.
+# Seconds in all.
 source "$(dirname "$0")/lib.sh"
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm not usable"
 G=${KTSTR_TOP:-.}/${BUILD:-build}/guests
@@ -67,6 +68,21 @@ assert_eq reboot "$REASON" "com2_exit ends with the i8042 reset"
 assert_eq 65 "$(wc -l <"$TMP/c2")" "64 lines and the exit line on COM2"
 assert_contains "$(tail -n 1 "$TMP/c2")" "KTSTR_EXIT=3" "COM2 exit line"
 assert_contains "$(sed -n 64p "$TMP/c2")" "com2 line 0000003f" "COM2 lines in order"
+
+# The initramfs arrives byte for byte where boot_params says (an odd size,
+# so the copy's tail is checked too), and its absence is reported.
+head -c 70001 /dev/urandom >"$TMP/initrd"
+vmm initrd_sum 1n1l1c1t --initrd "$TMP/initrd"
+assert_eq reboot "$REASON" "initrd_sum ends"
+want=$(python3 -c '
+import sys
+h = 0x811c9dc5
+for b in open(sys.argv[1], "rb").read():
+    h = ((h ^ b) * 0x01000193) & 0xffffffff
+print("size=%08x fnv=%08x" % (70001, h))' "$TMP/initrd")
+assert_contains "$(cat "$TMP/c1")" "$want" "initramfs bytes in guest RAM = the file"
+vmm initrd_sum 1n1l1c1t
+assert_contains "$(cat "$TMP/c1")" "initrd: none" "no --initrd: ramdisk_size 0"
 
 vmm triple_fault 1n1l1c1t
 assert_eq triple_fault "$REASON" "empty IDT + #DE is a triple fault"

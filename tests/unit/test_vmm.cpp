@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -149,6 +150,36 @@ TEST_CASE("guest RAM: memfd per plan entry; gpa translation is bounds-checked") 
     CHECK(ram.host(8 * MiB - 4, 8) == nullptr);        // past the end
     CHECK(ram.host(4 * MiB - 2, 4) == nullptr);        // straddles two regions
     CHECK(ram.host(~0ull - 2, 8) == nullptr);           // no wrap-around
+}
+
+TEST_CASE("guest RAM: load_file copies a file range through the memfd, at any offset, bounds-checked") {
+    auto p = plan_qemu_memory(parse_topology("2n2l1c1t"), 8, 0, fixture_header(), 0);
+    GuestRam ram = GuestRam::create(p);
+    char dir[] = "/tmp/ktstr-unit-XXXXXX";
+    REQUIRE(mkdtemp(dir));
+    std::string path = std::string(dir) + "/image";
+    std::string bytes(3 * 4096 + 123, '\0');
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 7 + 3);
+    write_file_atomic(path, bytes);
+    unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(fd);
+    // An unaligned file offset into node 1's memfd (gpa 4 MiB + 10).
+    REQUIRE(ram.load_file(4 * MiB + 10, fd.get(), 4096 + 5, 2 * 4096, "image"));
+    std::string got(2 * 4096, '\0');
+    REQUIRE(ram.read(4 * MiB + 10, got.data(), got.size()));
+    CHECK(got == bytes.substr(4096 + 5, 2 * 4096));
+    uint8_t before = 0xAA;
+    REQUIRE(ram.read(4 * MiB + 9, &before, 1));
+    CHECK(before == 0);                                     // nothing outside the range
+    CHECK(ram.load_file(0, fd.get(), 0, 0, "image"));       // empty: nothing to do
+    // Not inside one region: refused, nothing thrown.
+    CHECK_FALSE(ram.load_file(4 * MiB - 100, fd.get(), 0, 200, "image"));
+    CHECK_FALSE(ram.load_file(8 * MiB - 100, fd.get(), 0, 200, "image"));
+    // Asking for more than the file holds is an input error naming the file.
+    CHECK_THROWS_WITH_AS(ram.load_file(0, fd.get(), 4096, bytes.size(), "kernel /x/image"),
+                         doctest::Contains("kernel /x/image"), Error);
+    unlink(path.c_str());
+    rmdir(dir);
 }
 
 TEST_CASE("QEMU argv: 1n1l2c1t on microvm with one memfd as the machine's RAM") {

@@ -167,6 +167,13 @@ public:
     uint8_t *host(uint64_t gpa, uint64_t len) const;
     bool read(uint64_t gpa, void *dst, uint64_t len) const;
     bool write(uint64_t gpa, const void *src, uint64_t len) const;
+    // Copy [file_offset, file_offset+len) of the regular file `fd` to guest
+    // [gpa, gpa+len), which must lie inside one region (else false). The bytes
+    // go through the memfd (pwrite from a read-only mapping of the file), so
+    // the kernel fills the page cache without one user page fault per guest
+    // page. `what` names the file in errors: Error(input) on a failed or
+    // short read (the file shrank), Error(environment) if the memfd refuses.
+    bool load_file(uint64_t gpa, int fd, uint64_t file_offset, uint64_t len, const std::string &what) const;
 
 private:
     std::vector<unique_fd> fds_;

@@ -109,10 +109,9 @@ struct BootImage {
 // entry, ELF not x86_64 / not ELF64, no PT_LOAD).
 // file_size 0: data is the whole file.
 BootImage parse_boot_image(std::string data, const std::string &path, uint64_t file_size = 0);
-// Reads only the headers; segments come later through read_segment().
+// Reads only the headers; the segments' bytes stay in the file (file_offset,
+// file_size) for the loader to copy into guest RAM.
 BootImage load_boot_image(const std::string &path);
-// Copy one segment's file bytes to dst and zero the rest of mem_size.
-void read_segment(const BootImage &k, const ImageSegment &s, uint8_t *dst);
 
 // Where the initrd goes: INITRD_GPA if it fits above the kernel in low RAM,
 // else page-aligned at the top of low usable RAM.  Throws Error(usage).
