@@ -47,6 +47,9 @@ const std::vector<cli::Option> &options() {
         {"scenario", 's', "NAME|FILE", "run a canned scenario or a ktstr.scenario/1 file in the guest (repeatable: "
                                         "one boot, in order); its events on stdout, exit 1 when a check fails", true},
         {"list-scenarios", 0, "", "print the canned scenarios (name, category, description) and exit"},
+        {"json", 0, "", "with --list-scenarios: one ktstr.scenario/1 document per line instead of the table"},
+        {"dry-run", 'n', "", "check the arguments (kernel, topology, memory, scenarios against the topology, "
+                             "scheduler) and print a 'plan' event instead of booting; exit 0, or 2 naming the problem"},
         {"scheduler", 0, "PATH", "with --scenario: the sched_ext scheduler under test (packed with its libraries, "
                                  "started before each scenario); default EEVDF"},
         {"sched-args", 0, "ARGS", "with --scheduler: its arguments, split at spaces (repeatable)", true},
@@ -163,9 +166,12 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     cli::Args a = cli::parse(tokens, options());
     if (a.has("verbose")) log::set_level(log::Level::debug);
     if (a.has("list-scenarios")) {
-        fputs(scenario::format_catalog().c_str(), stdout);
+        if (a.has("json"))
+            for (auto &e : scenario::catalog()) emit_line(ojson::parse(e.json_text), stdout);
+        else fputs(scenario::format_catalog().c_str(), stdout);
         return EXIT_OK;
     }
+    if (a.has("json")) fail(ErrorKind::usage, "--json needs --list-scenarios");
     if (a.has("scenario") && (a.has("exec") || a.has("initrd") || a.has("shell")))
         fail(ErrorKind::usage, "--scenario builds its own initramfs and job; drop --",
              a.has("exec") ? "exec" : a.has("initrd") ? "initrd" : "shell");
@@ -179,6 +185,22 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     if (scenarios) {
         preflight_scenarios(*scenarios, config.topology);
         if (!a.has("timeout")) config.timeout_s = scenario_default_timeout_s(*scenarios);
+    }
+    if (a.has("dry-run")) {
+        // Everything above has been checked; nothing is started. The accelerator
+        // is the one asked for (auto is decided by a probe at boot).
+        ojson plan = boot_event_fields(config, "");
+        plan["event"] = "plan";
+        plan.erase("cmdline");
+        plan["timeout_s"] = config.timeout_s;
+        if (scenarios) {
+            ojson names = ojson::array();
+            for (auto &sc : scenarios->scenarios) names.push_back(sc.name);
+            plan["scenarios"] = names;
+            plan["scheduler"] = scenarios->scheduler.empty() ? ojson(nullptr) : ojson(scenarios->scheduler);
+        }
+        events.emit(plan);
+        return EXIT_OK;
     }
 
     // --shell needs COM2 input, which only the TCG accelerator has: auto picks it

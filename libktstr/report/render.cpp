@@ -193,8 +193,13 @@ std::string render_text(const Report &rep, bool color) {
         }
         o << paint(cat("run: ", upper(rr.verdict)), rr.verdict, color) << " (" << rr.reason << ")\n\n";
     }
-    o << paint(cat("RESULT: ", upper(rep.verdict)), rep.verdict, color) << " (" << rep.failed << " failed, " << rep.passed
-      << " passed, " << rep.skipped << " skipped, " << rep.inconclusive << " inconclusive; " << rep.reason << ")\n";
+    o << paint(cat("RESULT: ", upper(rep.verdict)), rep.verdict, color) << " (";
+    if (rep.failed + rep.passed + rep.skipped + rep.inconclusive == 0)
+        o << "no scenario reported in " << rep.runs.size() << (rep.runs.size() == 1 ? " run" : " runs");
+    else
+        o << rep.failed << " failed, " << rep.passed << " passed, " << rep.skipped << " skipped, " << rep.inconclusive
+          << " inconclusive";
+    o << "; " << rep.reason << ")\n";
     return o.str();
 }
 

@@ -39,11 +39,24 @@ run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --scheduler eevdf,scx
 assert_eq 2 "$RC" "unknown scheduler refused"
 assert_contains "$(cat "$TMP/err")" "'scx_nosuch' is not one of this kernel's schedulers" "the bad scheduler is named"
 assert_eq 0 "$(find "$TMP/badsched" -name '*.jsonl' | wc -l)" "no cell ran before the refusal"
-# A topology ktstr-vmm refuses: the cell's own error comes up on stderr, not only in its log.
-run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 3n2l2c1t --out "$TMP/badtopo" >/dev/null 2>"$TMP/err"
+# A topology ktstr-vmm refuses, a scenario name it does not know: found by the
+# dry run of every cell, before the first VM (the good cell does not run either).
+run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 1n1l2c1t,3n2l2c1t --out "$TMP/badtopo" \
+    >/dev/null 2>"$TMP/err"
 assert_eq 2 "$RC" "a topology ktstr-vmm refuses: exit status"
-assert_contains "$(cat "$TMP/err")" "steady@3n2l2c1t@eevdf: ktstr-vmm: error:" "the cell's error is shown"
+assert_contains "$(cat "$TMP/err")" "error: cell steady@3n2l2c1t@eevdf: topology 3n2l2c1t" "the cell and topology are named"
 assert_contains "$(cat "$TMP/err")" "NUMA nodes" "the reason is named"
+assert_eq 0 "$(find "$TMP/badtopo" -name '*.jsonl' | wc -l)" "no cell ran before the refusal"
+run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --scenario steady,stedy --out "$TMP/badname" \
+    >/dev/null 2>"$TMP/err"
+assert_eq 2 "$RC" "an unknown scenario: exit status"
+assert_contains "$(cat "$TMP/err")" "cell stedy@1n2l2c2t@eevdf: unknown scenario 'stedy'" "the bad name is named"
+assert_eq 0 "$(find "$TMP/badname" -name '*.jsonl' | wc -l)" "no cell ran before the unknown scenario was found"
+# A VM that fails only once it runs: the cell's own error comes up on stderr, not only in its log.
+run_rc "$KTSTR" run --kernel "$KTSTR_FIXTURES" --accel tcg --topology 1n1l2c1t --out "$TMP/badrun" \
+    --vmm-arg --console=/nonexistent/dir/console >/dev/null 2>"$TMP/err"
+assert_eq 2 "$RC" "a cell whose VM cannot start: exit status"
+assert_contains "$(cat "$TMP/err")" "steady@1n1l2c1t@eevdf: ktstr-vmm: error: cannot write --console" "the cell's error is shown"
 # A budget that leaves room for no cell: every cell is listed as not run, exit 2.
 run_rc "$KTSTR" gauntlet --kernel "$KTSTR_FIXTURES" --accel tcg --preset small,smt --budget 0 --out "$TMP/budget" \
     >/dev/null 2>"$TMP/err"

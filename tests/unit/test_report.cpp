@@ -523,6 +523,15 @@ TEST_CASE("text summary carries the upstream wording and the cgroup table") {
     CHECK(render_text(rep, true).find("\033[1;31mRESULT: FAIL") != std::string::npos);
 }
 
+TEST_CASE("text summary: a run that never reached a scenario says so instead of zero counts") {
+    std::vector<Run> runs{read_text(vmm("boot", 0, R"("topology":"1n1l2c1t","kernel":"6.12.0")") +
+                                    vmm("exit", 3, R"("reason":"timeout","exit_code":3,"console_tail":"x")"))};
+    Report rep = evaluate_runs(runs);
+    std::string t = render_text(rep);
+    CHECK(t.find("RESULT: INCONCLUSIVE (no scenario reported in 1 run; ") != std::string::npos);
+    CHECK(t.find("0 failed") == std::string::npos);
+}
+
 TEST_CASE("JSON report: schema, verdict, exit code, findings") {
     std::vector<Run> runs{failing_run()};
     ojson j = render_json(evaluate_runs(runs));
