@@ -32,7 +32,9 @@ const std::vector<cli::Option> &options() {
         {"monitor-socket", 0, "PATH", "serve the guest-RAM fds and the ktstr.layout/1 JSON on this Unix socket"},
         {"json-layout", 0, "", "print the layout as a 'layout' event"},
         {"nokaslr", 0, "", "boot with nokaslr (KASLR stays on by default)"},
-        {"kernel-log", 0, "", "verbose kernel log (earlyprintk, loglevel=7) instead of loglevel=0"},
+        {"kernel-log", 0, "", "verbose kernel log (earlyprintk, loglevel=7); overrides --loglevel"},
+        {"loglevel", 0, "N", "kernel console loglevel: messages below N reach the console (default 0: none "
+                             "until a panic or oops; 4: errors; 5: and warnings)"},
         {"qemu", 0, "PATH", "TCG: the qemu-system-x86_64 to run"},
         {"qemu-machine", 0, "MACHINE", "TCG: QEMU machine (default microvm, pc for NUMA guests)"},
         {"tcg-threads", 0, "MODE", "TCG: single (one host thread runs all vCPUs, default) or multi (a thread per vCPU)"},
@@ -121,6 +123,8 @@ VmConfig config_from(const cli::Args &a) {
     c.timeout_s = a.get_double("timeout", a.has("shell") ? 0 : 60);   // a person at a shell takes their time
     c.kaslr = !a.has("nokaslr");
     c.kernel_verbose = a.has("kernel-log");
+    c.kernel_loglevel = unsigned(a.get_u64("loglevel", 0));
+    if (c.kernel_loglevel > 8) fail(ErrorKind::usage, "--loglevel ", c.kernel_loglevel, ": expected 0..8");
     c.qemu_binary = a.get("qemu");
     c.qemu_machine = a.get("qemu-machine");
     c.qemu_extra_args = a.all("qemu-arg");

@@ -46,7 +46,7 @@ std::string build_cmdline(const CmdlineOptions &o) {
         w.push_back("earlyprintk=serial");
         w.push_back("loglevel=7");
     } else {
-        w.push_back("loglevel=0");
+        w.push_back(cat("loglevel=", o.loglevel));
     }
     if (o.has_initrd) {
         w.push_back("rdinit=/init");
@@ -56,7 +56,10 @@ std::string build_cmdline(const CmdlineOptions &o) {
         if (o.accel == Accel::tcg) w.push_back(memmap_param(*o.shm));
         w.push_back(shm_params(*o.shm));
     }
-    w.push_back(o.has_memory_only_node ? "numa_balancing=enable" : "numa_balancing=0");
+    // The kernel parses only enable/disable here: "numa_balancing=0" (what the
+    // reference passes) is refused at boot ("mempolicy: Unable to parse
+    // numa_balancing=") and leaves the build's default in force.
+    w.push_back(o.has_memory_only_node ? "numa_balancing=enable" : "numa_balancing=disable");
     for (auto &e : o.extra) w.push_back(e);
     std::string out;
     for (auto &s : w) out += (out.empty() ? "" : " ") + s;

@@ -386,6 +386,7 @@ ExitResult run_tcg(const VmConfig &c, Observer &observer, StopSource &stop) {
     co.accel = Accel::tcg;
     co.kaslr = c.kaslr;
     co.verbose = c.kernel_verbose;
+    co.loglevel = c.kernel_loglevel;
     co.has_initrd = !c.initrd.empty();
     co.shm = plan.shm;
     for (auto &n : c.topology.nodes) co.has_memory_only_node |= n.llcs == 0;

@@ -105,6 +105,12 @@ echo "per CPU: $per_cpu"
 assert_eq 4 "$(jq length <<<"$per_cpu")" "the monitor samples all 4 CPUs"
 assert_eq true "$(jq 'all(.clock_advances and .busy)' <<<"$per_cpu")" "every CPU's rq clock advances and it ran tasks"
 grep -q nokaslr "$cell.jsonl" && die "the run had nokaslr on its command line"
+# Cells boot with --loglevel 5: the console file has the kernel's warnings, e.g.
+# sched_ext's about what scx_simple does not implement, and no info lines.
+scx_console="$TMP/porcelain/steady@1n2l2c1t@scx_simple.console"
+assert_contains "$(cat "$scx_console")" 'sched_ext: "simple" does not implement cgroup cpu.weight' \
+    "the scx_simple cell's console shows sched_ext's warning"
+grep -q "Linux version" "$scx_console" && die "info-level lines on a cell's console (loglevel not 5)"
 echo "ok: KASLR was on (no nokaslr in the boot event's command line)"
 assert_contains "$(cat "$TMP/porcelain.err")" "+ $(command -v ktstr-vmm) --kernel" "--verbose prints the ktstr-vmm command"
 # The printed line runs as it is: its redirections are shell syntax, not quoted arguments.

@@ -278,7 +278,7 @@ TEST_CASE("kernel command line per accelerator") {
     CHECK(tcg.find("nokaslr") == std::string::npos);
     CHECK(tcg.find(" tsc_early_khz=2445428 tsc=reliable ") != std::string::npos);
     CHECK(tcg.find(" loglevel=0 rdinit=/init initramfs_options=size=90% memmap=16M$0x1ec00000 "
-                   "KTSTR_SHM_BASE=0x1ec00000 KTSTR_SHM_SIZE=0x1000000 numa_balancing=0 sysctl.kernel.foo=1") !=
+                   "KTSTR_SHM_BASE=0x1ec00000 KTSTR_SHM_SIZE=0x1000000 numa_balancing=disable sysctl.kernel.foo=1") !=
           std::string::npos);
     CHECK(tcg.size() == tcg.find("sysctl.kernel.foo=1") + std::strlen("sysctl.kernel.foo=1"));
 
@@ -293,6 +293,13 @@ TEST_CASE("kernel command line per accelerator") {
     CHECK(kvm.find("memmap=") == std::string::npos);   // KVM leaves the region out of its own E820
     CHECK(kvm.find(" earlyprintk=serial loglevel=7 ") != std::string::npos);
     CHECK(kvm.find(" numa_balancing=enable") != std::string::npos);
+    o.loglevel = 5;   // --kernel-log wins over --loglevel
+    CHECK(build_cmdline(o).find("loglevel=5") == std::string::npos);
+    o.verbose = false;
+    std::string quiet = build_cmdline(o);
+    CHECK(quiet.find(" loglevel=5 ") != std::string::npos);
+    CHECK(quiet.find("earlyprintk") == std::string::npos);
+    CHECK(quiet.find("loglevel=7") == std::string::npos);
 }
 
 TEST_CASE("layout JSON round trip (ktstr.layout/1)") {

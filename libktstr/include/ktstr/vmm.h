@@ -90,7 +90,8 @@ struct VmConfig {
     std::string initrd;                          // path; "" = none
     std::vector<std::string> cmdline_extra;      // words after the defaults (caller's)
     bool kaslr = true;                           // the monitor wants KASLR on by default
-    bool kernel_verbose = false;                 // earlyprintk + loglevel=7 (else loglevel=0)
+    bool kernel_verbose = false;                 // earlyprintk + loglevel=7 (else loglevel=kernel_loglevel)
+    unsigned kernel_loglevel = 0;                // console loglevel without kernel_verbose (0..8)
     Topology topology;
     uint64_t memory_mb = 512;
     uint64_t shm_size = 16 * MiB;                // guest<->host shared region; 0 = none
@@ -309,7 +310,8 @@ ojson boot_event_fields(const VmConfig &config, const std::string &cmdline);
 struct CmdlineOptions {
     Accel accel = Accel::tcg;
     bool kaslr = true;
-    bool verbose = false;
+    bool verbose = false;      // earlyprintk=serial loglevel=7
+    unsigned loglevel = 0;     // loglevel=N when not verbose
     bool has_initrd = true;
     std::optional<ShmRegion> shm;
     bool has_memory_only_node = false;
