@@ -28,10 +28,11 @@ CpuVendor cpuid_vendor(const std::vector<kvm_cpuid_entry2> &entries) {
     return CpuVendor::other;
 }
 
-bool cpuid_clear_bit(std::vector<kvm_cpuid_entry2> &entries, uint32_t function, CpuidReg reg, unsigned bit) {
+bool cpuid_clear_bit(std::vector<kvm_cpuid_entry2> &entries, uint32_t function, CpuidReg reg, unsigned bit,
+                     int64_t index) {
     bool was_set = false;
     for (auto &e : entries) {
-        if (e.function != function) continue;
+        if (e.function != function || (index >= 0 && e.index != uint32_t(index))) continue;
         uint32_t *r = reg == CpuidReg::eax ? &e.eax : reg == CpuidReg::ebx ? &e.ebx : reg == CpuidReg::ecx ? &e.ecx : &e.edx;
         was_set |= (*r >> bit) & 1;
         *r &= ~(1u << bit);
@@ -109,6 +110,27 @@ std::vector<kvm_cpuid_entry2> cpuid_for_vcpu(const std::vector<kvm_cpuid_entry2>
             has_kvm_signature = true;
             break;
         default: break;
+        }
+    }
+    // The extended topology leaf needs its SMT and core levels and the
+    // terminating invalid level whatever the host listed: KVM lists only 0xB.0
+    // (all zero) when the host CPU has no such leaf (seen on an AMD host), and
+    // patching what is there would leave the core level out.
+    uint32_t max_basic = 0;
+    for (auto &e : out)
+        if (e.function == 0) max_basic = e.eax;
+    for (uint32_t fn : {0xBu, 0x1Fu}) {
+        auto is_fn = [fn](const kvm_cpuid_entry2 &e) { return e.function == fn; };
+        if (fn > max_basic) continue;                                              // beyond the CPU's leaves
+        if (fn == 0x1F && std::none_of(out.begin(), out.end(), is_fn)) continue;   // 0x1F only where listed
+        out.erase(std::remove_if(out.begin(), out.end(), is_fn), out.end());
+        for (uint32_t level = 0; level < 3; ++level) {
+            kvm_cpuid_entry2 e{};
+            e.function = fn;
+            e.index = level;
+            e.flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+            patch_topology_leaf(e, t, apic);
+            out.push_back(e);
         }
     }
     if (!has_kvm_signature) {

@@ -1,6 +1,7 @@
 // libktstr/vmm: /dev/kvm, VM and vCPU fds (RAII), the kick signal.
 #include "ktstr/kvm.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -40,13 +41,35 @@ void Kvm::require(long cap, const char *name) const {
     if (check_extension(cap) <= 0) fail(ErrorKind::environment, "KVM lacks capability ", name);
 }
 
+namespace {
+template <typename Header, typename Entry> std::vector<uint8_t> flex_buffer(const std::vector<Entry> &entries) {
+    static_assert(sizeof(Header) % alignof(Entry) == 0);
+    std::vector<uint8_t> buf(sizeof(Header) + entries.size() * sizeof(Entry));
+    const uint32_t n = uint32_t(entries.size());
+    std::memcpy(buf.data(), &n, sizeof n);   // nent / nmsrs, then padding 0
+    if (!entries.empty()) std::memcpy(buf.data() + sizeof(Header), entries.data(), entries.size() * sizeof(Entry));
+    return buf;
+}
+} // namespace
+
+std::vector<uint8_t> cpuid2_buffer(const std::vector<kvm_cpuid_entry2> &entries) {
+    return flex_buffer<KvmCpuid2Header>(entries);
+}
+
+std::vector<uint8_t> msrs_buffer(const std::vector<kvm_msr_entry> &entries) {
+    return flex_buffer<KvmMsrsHeader>(entries);
+}
+
 std::vector<kvm_cpuid_entry2> Kvm::supported_cpuid() const {
     for (uint32_t n = 128;; n *= 2) {
-        std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + n * sizeof(kvm_cpuid_entry2));
-        auto *c = reinterpret_cast<kvm_cpuid2 *>(buf.data());
-        c->nent = n;
-        if (::ioctl(fd_.get(), KVM_GET_SUPPORTED_CPUID, c) == 0)
-            return std::vector<kvm_cpuid_entry2>(c->entries, c->entries + c->nent);
+        std::vector<uint8_t> buf = cpuid2_buffer(std::vector<kvm_cpuid_entry2>(n));
+        if (::ioctl(fd_.get(), IOCTL_GET_SUPPORTED_CPUID, buf.data()) == 0) {
+            uint32_t got = 0;
+            std::memcpy(&got, buf.data(), sizeof got);
+            std::vector<kvm_cpuid_entry2> out(std::min(got, n));
+            std::memcpy(out.data(), buf.data() + sizeof(KvmCpuid2Header), out.size() * sizeof(kvm_cpuid_entry2));
+            return out;
+        }
         if (errno != E2BIG || n >= 65536) fail_errno(ErrorKind::environment, "KVM_GET_SUPPORTED_CPUID");
     }
 }

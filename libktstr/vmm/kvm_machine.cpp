@@ -218,6 +218,21 @@ void Machine::build_vm() {
     kvm_pit_config pit{};
     pit.flags = KVM_PIT_SPEAKER_DUMMY;
     vm.ioctl_or_fail(KVM_CREATE_PIT2, &pit, "KVM_CREATE_PIT2");
+    // Counter 0 as a PC BIOS leaves it (mode 3, lobyte/hibyte, count 65536:
+    // 18.2 Hz). KVM resets it to mode 0xFF, whose read-back status has bit 6
+    // ("null count") set for ever, and a kernel without RDRAND and TSC polls
+    // that bit for entropy (arch/x86/lib/kaslr.c) until it clears.
+    kvm_pit_state2 pit_state{};
+    vm.ioctl_or_fail(KVM_GET_PIT2, &pit_state, "KVM_GET_PIT2");
+    kvm_pit_channel_state &ch0 = pit_state.channels[0];
+    ch0.count = 0;                 // 0 = 65536
+    ch0.mode = 3;                  // square wave
+    ch0.rw_mode = 3;               // lobyte then hibyte
+    ch0.read_state = ch0.write_state = 3;
+    ch0.bcd = 0;
+    ch0.gate = 1;
+    ch0.count_latched = ch0.status_latched = 0;
+    vm.ioctl_or_fail(KVM_SET_PIT2, &pit_state, "KVM_SET_PIT2");
     phase_done("irqchip");
     if (vm.check_extension(KVM_CAP_HALT_POLL) > 0) {
         kvm_enable_cap cap{};
@@ -264,33 +279,32 @@ void Machine::build_vm() {
     try {
         supported_cpuid_ = kvm.supported_cpuid();
     } catch (const Error &e) {
-        if (!quirks_.emulate_refused) throw;
+        if (!quirks_.emulated) throw;   // on hardware KVM this is an error
         supported_cpuid_ = host_cpuid_entries();
         quirk_used("cpuid_from_host",
                    cat(e.what(), ": the guest CPUID is built from the host's cpuid instruction instead"));
     }
-    bool cx16_masked = quirks_.mask_cx16 && cpuid_clear_bit(supported_cpuid_, 1, CpuidReg::ecx, 13);
+    std::vector<const HostQuirks::CpuidMask *> masked;
+    for (auto &m : quirks_.cpuid_masks)
+        if (cpuid_clear_bit(supported_cpuid_, m.function, m.reg, m.bit, m.index)) masked.push_back(&m);
 
     // vCPU id = APIC id (vmm.md section 2 [dev]); cpu 0 (APIC 0) is the BSP.
     for (uint32_t cpu = 0; cpu < t.total_cpus(); ++cpu) {
         vcpus_.push_back(vm.create_vcpu(t.apic_id(cpu)));
         setup_vcpu(vcpus_.back(), cpu);
     }
-    if (cx16_masked && !cpuid_refused_)
-        quirk_used("cpuid_mask_cx16", "CPUID.1:ECX.CX16 cleared (the emulator refuses cmpxchg16b)");
+    if (!cpuid_refused_)
+        for (auto *m : masked) quirk_used(cat("cpuid_mask_", m->name), m->why);
     phase_done("vcpus");
 }
 
 void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
     const bool bsp = cpu == 0;
     std::vector<kvm_cpuid_entry2> entries = cpuid_for_vcpu(supported_cpuid_, topo_, cpu);
-    std::vector<uint8_t> buf(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
-    auto *c = reinterpret_cast<kvm_cpuid2 *>(buf.data());
-    c->nent = uint32_t(entries.size());
-    std::memcpy(c->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-    if (::ioctl(vcpu.fd(), KVM_SET_CPUID2, c) < 0) {
+    std::vector<uint8_t> buf = cpuid2_buffer(entries);
+    if (::ioctl(vcpu.fd(), IOCTL_SET_CPUID2, buf.data()) < 0) {
         int e = errno;
-        if (!quirks_.emulate_refused)
+        if (!quirks_.emulated)
             fail_errno(ErrorKind::environment, cat("KVM_SET_CPUID2 (vCPU ", vcpu.id(), ")"), e);
         cpuid_refused_ = true;
         quirk_used("cpuid_not_settable",
@@ -327,15 +341,14 @@ void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
                                   0xC0000084, 0xC0000102, 0x10, 0x1A0, 0x2FF};
     const uint64_t msr_value[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x806};
     constexpr size_t NMSR = sizeof msr_index / sizeof msr_index[0];
-    std::vector<uint8_t> mbuf(sizeof(kvm_msrs) + NMSR * sizeof(kvm_msr_entry));
-    auto *msrs = reinterpret_cast<kvm_msrs *>(mbuf.data());
-    msrs->nmsrs = NMSR;
+    std::vector<kvm_msr_entry> boot_msrs(NMSR);
     for (size_t i = 0; i < NMSR; ++i) {
-        msrs->entries[i].index = msr_index[i];
-        msrs->entries[i].data = msr_value[i];
+        boot_msrs[i].index = msr_index[i];
+        boot_msrs[i].data = msr_value[i];
     }
-    int written = ::ioctl(vcpu.fd(), KVM_SET_MSRS, msrs);
-    if (written < 0 && quirks_.emulate_refused) {
+    std::vector<uint8_t> mbuf = msrs_buffer(boot_msrs);
+    int written = ::ioctl(vcpu.fd(), IOCTL_SET_MSRS, mbuf.data());
+    if (written < 0 && quirks_.emulated) {
         quirk_used("msrs_not_settable", cat("KVM_SET_MSRS: ", strerror(errno),
                                             ": the boot MSRs (SYSENTER/STAR/LSTAR/..., MISC_ENABLE, MTRRdefType) keep "
                                             "the host KVM's reset values"));
@@ -413,6 +426,7 @@ void Machine::load_guest() {
     co.accel = Accel::kvm;
     co.kaslr = cfg_.kaslr;
     co.verbose = cfg_.kernel_verbose;
+    co.loglevel = cfg_.kernel_loglevel;
     co.has_initrd = !cfg_.initrd.empty();
     if (m.shm_size) co.shm = ShmRegion{m.shm_base, m.shm_size};
     for (auto &n : topo_.nodes) co.has_memory_only_node |= n.llcs == 0;

@@ -50,7 +50,14 @@ HostQuirks detect_host_quirks(QuirkMode mode) {
     // guest sees, so only an emulated KVM gets them.
     q.emulate_refused = true;
     if (q.emulated) {
-        q.mask_cx16 = true;
+        // Each of these instructions stops this emulator: cmpxchg16b in SLUB,
+        // clac/stac on every kernel entry (SMAP), popcnt in hweight.
+        q.cpuid_masks = {
+            {"cx16", 1, 0, CpuidReg::ecx, 13, "CPUID.1:ECX.CX16 cleared (the emulator refuses cmpxchg16b)"},
+            {"smap", 7, 0, CpuidReg::ebx, 20,
+             "CPUID.7.0:EBX.SMAP cleared (the emulator refuses clac/stac, which SMAP puts on every kernel entry)"},
+            {"popcnt", 1, 0, CpuidReg::ecx, 23, "CPUID.1:ECX.POPCNT cleared (the emulator refuses popcnt)"},
+        };
         q.noxsave = true;
     }
     return q;

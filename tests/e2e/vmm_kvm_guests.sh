@@ -1,9 +1,9 @@
 #!/bin/bash
 # The KVM VMM end to end with the tiny guests of tests/guests (build/guests/*.elf):
 # entry state, CPUID/LAPIC topology reported by every vCPU for several
-# topologies, the initramfs bytes, COM2 + i8042 exit, triple fault, panic
-# text, timeout, SIGTERM, and topologies rejected before any KVM call.
-# Seconds in all.
+# topologies, the initramfs bytes, the PIT as a BIOS leaves it, COM2 + i8042
+# exit, triple fault, panic text, timeout, SIGTERM, and topologies rejected
+# before any KVM call.  Seconds in all.
 source "$(dirname "$0")/lib.sh"
 [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm not usable"
 G=${KTSTR_TOP:-.}/${BUILD:-build}/guests
@@ -83,6 +83,21 @@ print("size=%08x fnv=%08x" % (70001, h))' "$TMP/initrd")
 assert_contains "$(cat "$TMP/c1")" "$want" "initramfs bytes in guest RAM = the file"
 vmm initrd_sum 1n1l1c1t
 assert_contains "$(cat "$TMP/c1")" "initrd: none" "no --initrd: ramdisk_size 0"
+
+# PIT counter 0 is programmed as a BIOS leaves it (mode 3, lobyte/hibyte,
+# counting): its read-back status never shows "null count" (bit 6), on which a
+# kernel without RDRAND/TSC spins for ever (seen at "Poking KASLR using i8254").
+vmm pit_readback 1n1l1c1t
+assert_eq reboot "$REASON" "pit_readback ends"
+mapfile -t pit < <(sed -n 's/^pit: status=\([0-9a-f]*\) count=\([0-9a-f]*\)$/\1 \2/p' "$TMP/c1")
+assert_eq 2 "${#pit[@]}" "two PIT samples"
+for p in "${pit[@]}"; do
+    st=$((16#${p% *}))
+    assert_eq 0 $((st & 0x40)) "PIT status $p: null count clear"
+    assert_eq 0x36 "$(printf '0x%x' $((st & 0x3f)))" "PIT status $p: lobyte/hibyte, mode 3, binary"
+done
+[ "${pit[0]#* }" != "${pit[1]#* }" ] || die "PIT counter 0 does not count (${pit[*]})"
+echo "ok: PIT counter 0 counts (${pit[0]#* } -> ${pit[1]#* })"
 
 vmm triple_fault 1n1l1c1t
 assert_eq triple_fault "$REASON" "empty IDT + #DE is a triple fault"

@@ -1,6 +1,7 @@
 // Unit tests for libktstr/vmm per-vCPU CPUID patching (vmm.md sections 3.3, 16).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "ktstr/x86.h"
@@ -118,6 +119,38 @@ TEST_CASE("CPUID AMD leaves, 2n4l3c2t cpu 19") {
     CHECK(get(c, 0xB, 1).edx == 25);
 }
 
+TEST_CASE("CPUID 0xB: both levels and the terminator even when KVM lists only 0xB.0 (an AMD host)") {
+    // As KVM_GET_SUPPORTED_CPUID reported it on an AMD EPYC host: one all-zero
+    // 0xB entry, no 0x1F.
+    auto h = host("AuthenticAMD");
+    h.erase(std::remove_if(h.begin(), h.end(), [](auto &e) { return e.function == 0xB || e.function == 0x1F; }), h.end());
+    h.push_back(leaf(0xB, 0, 0, 0, 0, 1, true));
+    Topology t = parse_topology("1n2l4c2t");
+    auto c = cpuid_for_vcpu(h, t, 13);   // llc 1, core 2, thread 1: apic 8 | 4 | 1
+    REQUIRE(t.apic_id(13) == 13);
+    CHECK(std::count_if(c.begin(), c.end(), [](auto &e) { return e.function == 0xB; }) == 3);
+    CHECK(cpuid_find(c, 0x1F, 0) == nullptr);   // not invented where the host has none
+    const auto &smt = get(c, 0xB, 0), &core = get(c, 0xB, 1), &end = get(c, 0xB, 2);
+    CHECK(smt.eax == 1);
+    CHECK(smt.ebx == 2);
+    CHECK(smt.ecx == 0x100);
+    CHECK(core.eax == 3);
+    CHECK(core.ebx == 8);
+    CHECK(core.ecx == 0x201);
+    CHECK(end.ebx == 0);
+    CHECK(end.ecx == 2);   // level type 0: no more levels
+    for (auto *e : {&smt, &core, &end}) {
+        CHECK(e->edx == 13);
+        CHECK(e->flags == KVM_CPUID_FLAG_SIGNIFCANT_INDEX);
+    }
+    // A CPU whose basic leaves stop below 0xB gets none.
+    auto low = h;
+    for (auto &e : low)
+        if (e.function == 0) e.eax = 0xA;
+    auto c2 = cpuid_for_vcpu(low, t, 0);
+    CHECK(cpuid_find(c2, 0xB, 1) == nullptr);
+}
+
 TEST_CASE("CPUID for one CPU, 1n1l1c1t") {
     Topology t = parse_topology("1n1l1c1t");
     auto c = cpuid_for_vcpu(host("GenuineIntel"), t, 0);
@@ -157,4 +190,9 @@ TEST_CASE("KVM signature leaf added when missing; feature masks") {
     CHECK(cpuid_clear_bit(c, 1, CpuidReg::ecx, 13));     // CX16 was set
     CHECK((get(c, 1).ecx & (1u << 13)) == 0);
     CHECK_FALSE(cpuid_clear_bit(c, 1, CpuidReg::ecx, 13));
+    // With a subleaf, only that subleaf: 0xB.1 keeps its bit when 0xB.0 loses it.
+    CHECK(cpuid_clear_bit(c, 0xB, CpuidReg::ecx, 8, 0));
+    CHECK((get(c, 0xB, 0).ecx & 0x100) == 0);
+    CHECK((get(c, 0xB, 1).ecx & 0x200) != 0);
+    CHECK_FALSE(cpuid_clear_bit(c, 0xB, CpuidReg::ecx, 8, 5));   // no such subleaf
 }

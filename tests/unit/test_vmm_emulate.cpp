@@ -193,12 +193,16 @@ TEST_CASE("host quirk modes") {
     HostQuirks on = detect_host_quirks(QuirkMode::on);
     CHECK(on.emulated);
     CHECK(on.noxsave);
-    CHECK(on.mask_cx16);
+    std::string masks;
+    for (auto &m : on.cpuid_masks) masks += cat(m.name, "=", m.function, ".", m.index, ":", m.bit, " ");
+    CHECK(masks == "cx16=1.0:13 smap=7.0:20 popcnt=1.0:23 ");
+    CHECK(off.cpuid_masks.empty());
     CHECK(on.emulate_refused);
     HostQuirks autod = detect_host_quirks(QuirkMode::auto_detect);
     CHECK_FALSE(autod.detection.empty());
     CHECK(autod.emulate_refused);
     CHECK(autod.noxsave == autod.emulated);
+    CHECK(autod.cpuid_masks.empty() == !autod.emulated);   // hardware KVM: the guest sees every feature
 }
 
 TEST_CASE("KVM topology limit: APIC ids above 254 are rejected before any KVM call") {

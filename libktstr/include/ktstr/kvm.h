@@ -20,6 +20,31 @@
 
 namespace ktstr::vmm {
 
+// ---- ioctls whose argument ends in a flexible array ------------------------
+// <asm/kvm.h> declares kvm_cpuid2 and kvm_msrs with __DECLARE_FLEX_ARRAY,
+// whose empty struct is 1 byte in C++ but 0 in C (linux-libc-dev before 6.7;
+// Debian 12 ships 6.1). In C++ sizeof(kvm_cpuid2) is then 12, not 8, and
+// sizeof(kvm_msrs) 16: KVM_SET_CPUID2, KVM_GET_SUPPORTED_CPUID and
+// KVM_SET_MSRS, whose numbers encode that size, name no ioctl (EINVAL), and
+// 'entries' lies 4 or 8 bytes late. These are the C layout and numbers; the
+// entries follow the 8-byte header.
+struct KvmCpuid2Header {
+    uint32_t nent;
+    uint32_t padding;
+};
+struct KvmMsrsHeader {
+    uint32_t nmsrs;
+    uint32_t pad;
+};
+static_assert(sizeof(KvmCpuid2Header) == 8 && sizeof(KvmMsrsHeader) == 8);
+inline constexpr unsigned long IOCTL_GET_SUPPORTED_CPUID = _IOWR(KVMIO, 0x05, KvmCpuid2Header);
+inline constexpr unsigned long IOCTL_SET_CPUID2 = _IOW(KVMIO, 0x90, KvmCpuid2Header);
+inline constexpr unsigned long IOCTL_SET_MSRS = _IOW(KVMIO, 0x89, KvmMsrsHeader);
+
+// The argument of KVM_SET_CPUID2 / KVM_SET_MSRS: the header, then the entries.
+std::vector<uint8_t> cpuid2_buffer(const std::vector<kvm_cpuid_entry2> &entries);
+std::vector<uint8_t> msrs_buffer(const std::vector<kvm_msr_entry> &entries);
+
 // /dev/kvm: API version checked, capability queries, supported CPUID.
 class Kvm {
 public:
@@ -126,7 +151,16 @@ QuirkMode parse_quirk_mode(const std::string &text);   // "auto", "on", "off"; E
 struct HostQuirks {
     bool emulated = false;          // KVM without hardware virtualization underneath
     std::string detection;          // how we know (or why we think it is hardware)
-    bool mask_cx16 = false;         // CPUID.1:ECX.CX16 cleared: no cmpxchg16b in SLUB
+    // CPUID feature bits cleared so that the kernel does not use instructions
+    // the emulator refuses (cheaper than one userspace exit per use).
+    struct CpuidMask {
+        const char *name;          // quirk name: "cpuid_mask_<name>"
+        uint32_t function, index;
+        CpuidReg reg;
+        unsigned bit;
+        const char *why;
+    };
+    std::vector<CpuidMask> cpuid_masks;
     bool noxsave = false;           // "noxsave" on the command line: no xrstor in FPU init
     bool emulate_refused = false;   // userspace handling of what KVM refuses (ioctls, MSRs, instructions)
 };

@@ -170,10 +170,11 @@ std::vector<kvm_cpuid_entry2> cpuid_for_vcpu(const std::vector<kvm_cpuid_entry2>
 // KVM here fails that ioctl with EINVAL).  Sets the hypervisor bit, clears
 // VMX/SVM/MONITOR/OSXSAVE/power management, adds the KVM signature leaves.
 std::vector<kvm_cpuid_entry2> host_cpuid_entries();
-// Clear one feature bit in every entry of `function` (a host-quirk mask).
-// Returns true if some entry had it set.
+// Clear one feature bit in the entries of `function` (subleaf `index`, or
+// every subleaf with -1): a host-quirk mask. Returns true if one had it set.
 enum class CpuidReg { eax, ebx, ecx, edx };
-bool cpuid_clear_bit(std::vector<kvm_cpuid_entry2> &entries, uint32_t function, CpuidReg reg, unsigned bit);
+bool cpuid_clear_bit(std::vector<kvm_cpuid_entry2> &entries, uint32_t function, CpuidReg reg, unsigned bit,
+                     int64_t index = -1);
 const kvm_cpuid_entry2 *cpuid_find(const std::vector<kvm_cpuid_entry2> &entries, uint32_t function,
                                    uint32_t index = 0);
 
