@@ -6,6 +6,7 @@
 // ./linux and ../linux build trees, the host kernel.  An explicit choice that
 // misses is an error, never a silent fallback.
 #include "ktstr/kbuild.h"
+#include "ktstr/vmm.h"
 
 #include <cstring>
 #include <filesystem>
@@ -34,19 +35,10 @@ std::string canonical_or(const std::string &p) {
     return ec ? p : c.string();
 }
 
-// "6.12.118 (user@host) #1 SMP ..." from the bzImage setup header.
+// "6.12.118" from the bzImage's version string ("6.12.118 (user@host) #1 ...").
 std::optional<std::string> bzimage_version(const std::string &path) {
-    unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return std::nullopt;
-    uint8_t head[0x4000];
-    size_t n = read_full(fd.get(), head, sizeof head);
-    if (n < 0x210 || std::memcmp(head + 0x202, "HdrS", 4) != 0) return std::nullopt;
-    size_t off = 0x200 + (head[0x20E] | (head[0x20F] << 8));
-    if (off >= n) return std::nullopt;
-    std::string s(reinterpret_cast<const char *>(head + off), strnlen(reinterpret_cast<const char *>(head + off), n - off));
-    auto sp = s.find(' ');
-    s = s.substr(0, sp);
-    return s.empty() ? std::nullopt : std::optional(s);
+    auto head = try_read_file(path, 0x10000);
+    return head ? vmm::bzimage_version(*head) : std::nullopt;
 }
 
 bool is_bzimage(const std::string &path) {

@@ -82,12 +82,25 @@ BzImageHeader parse_bzimage_header(std::string_view img, const std::string &wher
     return h;
 }
 
+std::optional<std::string> bzimage_version(std::string_view head) {
+    if (head.size() < 0x210 || head.substr(0x202, 4) != "HdrS") return std::nullopt;
+    size_t off = 0x200 + le_at<uint16_t>(head, 0x20E);
+    if (off >= head.size()) return std::nullopt;
+    std::string_view s = head.substr(off);
+    s = s.substr(0, std::min(s.find('\0'), s.find(' ')));
+    if (s.empty()) return std::nullopt;
+    return std::string(s);
+}
+
 namespace {
 KernelImage load_bzimage(const std::string &path, std::string vmlinux, std::string version) {
     KernelImage k;
     k.bzimage = fs::absolute(path).lexically_normal().string();
-    std::string head = read_file(path, 0x1000);
+    // 64 KiB: the setup header and the setup sectors, where the version string
+    // is (0x44A0 in the fixture's bzImage).
+    std::string head = read_file(path, 0x10000);
     k.header = parse_bzimage_header(head, path);
+    if (version.empty()) version = bzimage_version(head).value_or("");
     if (vmlinux.empty()) {
         // Beside the image (fixture and build-tree layouts).
         fs::path dir = fs::path(k.bzimage).parent_path();
@@ -177,6 +190,7 @@ ojson boot_event_fields(const VmConfig &c, const std::string &cmdline) {
     e["event"] = "boot";
     e["accel"] = accel_name(c.accel);
     e["kernel"] = c.kernel.bzimage;
+    e["kernel_version"] = c.kernel.version.empty() ? ojson(nullptr) : ojson(c.kernel.version);
     e["vmlinux"] = c.kernel.vmlinux.empty() ? ojson(nullptr) : ojson(c.kernel.vmlinux);
     e["initrd"] = c.initrd.empty() ? ojson(nullptr) : ojson(c.initrd);
     e["topology"] = c.topology.to_string();

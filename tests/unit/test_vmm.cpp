@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -474,4 +475,19 @@ TEST_CASE("scenario mode: exit status from the guest's exit code and scenario_en
     ExitResult r2 = r;
     r2.guest_exit_code = 2;
     CHECK(bad.exit_code(r2) == 2);
+}
+
+TEST_CASE("bzImage version string: the release from the pointer at 0x20E, bounded by what was read") {
+    std::string head(0x600, '\0');
+    std::memcpy(head.data() + 0x202, "HdrS", 4);
+    head[0x20E] = 0x00;
+    head[0x20F] = 0x03;   // 0x200 + 0x300
+    std::memcpy(head.data() + 0x500, "6.13.0-rc1 (x@y) #1 SMP", 23);
+    CHECK(bzimage_version(head) == std::optional<std::string>("6.13.0-rc1"));
+    CHECK_FALSE(bzimage_version(head.substr(0, 0x500)));      // the string lies beyond the head
+    std::string no_hdrs = head;
+    no_hdrs[0x202] = 'X';
+    CHECK_FALSE(bzimage_version(no_hdrs));
+    head[0x500] = '\0';
+    CHECK_FALSE(bzimage_version(head));                        // empty string
 }

@@ -71,11 +71,14 @@ struct BzImageHeader {
 // Parse and validate (boot signature, "HdrS", protocol >= 2.12, 64-bit entry);
 // Error(input) naming `where` and the failed check.
 BzImageHeader parse_bzimage_header(std::string_view image, const std::string &where);
+// The release ("6.12.118") from the version string the setup header points at
+// (0x200 + kernel_version), when it lies within `head`; nullopt otherwise.
+std::optional<std::string> bzimage_version(std::string_view head);
 
 struct KernelImage {
     std::string bzimage;            // absolute path
     std::string vmlinux;            // ELF with symbols, "" when not found
-    std::string version;            // from kernel.json, or "" (not parsed from the image)
+    std::string version;            // from kernel.json, else the bzImage's own, else 
     BzImageHeader header;
 };
 // --kernel PATH: a bzImage, a directory holding one (bzImage, arch/x86/boot/bzImage,
