@@ -164,6 +164,11 @@ int cmd_validate(const std::vector<std::string> &args) {
     kc::Validation v = kc::validate(final_config, kc::requested_config(frags), arch, db ? &*db : nullptr);
     v.config_path = a.get("config");
     v.kconfig_hash = kc::fragment_hash(frags);
+    // A .config does not say why an option differs; the Kconfig files do.
+    if (!db && !v.differing.empty())
+        log::info(v.differing.size(), v.differing.size() == 1 ? " option differs" : " options differ",
+                  " from the fragment: Kconfig forced ", v.differing.size() == 1 ? "it" : "them",
+                  " (a select, a default, a prompt hidden without EXPERT); --tree SRC names the cause");
     return report_validation(v, kc::to_json(v), a.has("json"));
 }
 

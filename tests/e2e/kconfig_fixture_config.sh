@@ -8,7 +8,12 @@ need_fixture
 config="$KTSTR_FIXTURES/config"
 [ -f "$config" ] || skip "no config in $KTSTR_FIXTURES"
 K=ktstr-kconfig
-$K validate --config "$config" --arch x86_64 --json >"$TMP/v.json"
+$K validate --config "$config" --arch x86_64 --json >"$TMP/v.json" 2>"$TMP/v.err"
+n=$(jq '.differing | length' "$TMP/v.json")
+if [ "$n" -gt 0 ]; then   # without --tree the cause is unknown: say where to find it
+    assert_contains "$(cat "$TMP/v.err")" "$n option" "the differences are counted on stderr"
+    assert_contains "$(cat "$TMP/v.err")" "--tree SRC names the cause" "and the way to their cause"
+fi
 assert_eq "CONFIG_ARM_PMUV3 CONFIG_HW_PERF_EVENTS CONFIG_SERIAL_AMBA_PL011 CONFIG_SERIAL_AMBA_PL011_CONSOLE CONFIG_SERIAL_OF_PLATFORM" \
     "$(jq -r '[.skipped[].option]|sort|join(" ")' "$TMP/v.json")" "skipped = exactly the aarch64-only options"
 assert_eq "true 0" "$(jq -r '"\(.ok) \(.critical_lost|length)"' "$TMP/v.json")" "nothing critical lost"
