@@ -7,6 +7,7 @@
 
 #include "ktstr/cli.h"
 #include "ktstr/console_watch.h"
+#include "ktstr/kvm.h"
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
 #include "ktstr/vmm_guest.h"
@@ -50,8 +51,9 @@ const std::vector<cli::Option> &options() {
                                         "one boot, in order); its events on stdout, exit 1 when a check fails", true},
         {"list-scenarios", 0, "", "print the canned scenarios (name, category, description) and exit"},
         {"json", 0, "", "with --list-scenarios: one ktstr.scenario/1 document per line instead of the table"},
-        {"dry-run", 'n', "", "check the arguments (kernel, topology, memory, scenarios against the topology, "
-                             "scheduler) and print a 'plan' event instead of booting; exit 0, or 2 naming the problem"},
+        {"dry-run", 'n', "", "check the arguments (kernel, topology, memory size, scenarios against the topology, "
+                             "scheduler is executable) and print a 'plan' event instead of booting; exit 0, or 2 "
+                             "naming the problem"},
         {"scheduler", 0, "PATH", "with --scenario: the sched_ext scheduler under test (packed with its libraries, "
                                  "started before each scenario); default EEVDF"},
         {"sched-args", 0, "ARGS", "with --scheduler: its arguments, split at spaces (repeatable)", true},
@@ -191,8 +193,12 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         if (!a.has("timeout")) config.timeout_s = scenario_default_timeout_s(*scenarios);
     }
     if (a.has("dry-run")) {
-        // Everything above has been checked; nothing is started. The accelerator
-        // is the one asked for (auto is decided by a probe at boot).
+        // Everything above has been checked, plus what needs no kernel image or
+        // VM; nothing is started. The accelerator is the one asked for (auto is
+        // decided by a probe at boot).
+        parse_quirk_mode(config.kvm_quirks);
+        if (a.has("shell") && config.accel == Accel::kvm)
+            fail(ErrorKind::usage, "--shell: the KVM accelerator has no COM2 input yet; use --accel tcg");
         ojson plan = boot_event_fields(config, "");
         plan["event"] = "plan";
         plan.erase("cmdline");

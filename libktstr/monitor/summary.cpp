@@ -150,6 +150,13 @@ bool stalled(const CpuSample &prev, const CpuSample &curr, uint64_t threshold_ns
     return true;
 }
 
+bool shared_vcpu_thread(const Sample &s) {
+    if (s.cpus.size() < 2 || !s.cpus[0].vcpu_cpu_time_ns) return false;
+    for (const auto &c : s.cpus)
+        if (c.vcpu_cpu_time_ns != s.cpus[0].vcpu_cpu_time_ns) return false;
+    return true;
+}
+
 void SustainedTracker::record(bool violated, double value, size_t index) {
     if (!violated) { consecutive = 0; return; }
     consecutive++;
@@ -192,8 +199,12 @@ void SummaryBuilder::add(const Sample &s) {
     }
     if (prev_valid_ && !r_.stall_detected) {
         size_t n = std::min(prev_valid_->cpus.size(), s.cpus.size());
-        for (size_t c = 0; c < n && !r_.stall_detected; c++)
-            r_.stall_detected = stalled(prev_valid_->cpus[c], s.cpus[c], threshold_ns_);
+        const size_t needed = shared_vcpu_thread(*prev_valid_) && shared_vcpu_thread(s) ? n : 1;
+        if (stuck_.size() < n) stuck_.resize(n);
+        for (size_t c = 0; c < n && !r_.stall_detected; c++) {
+            stuck_[c] = stalled(prev_valid_->cpus[c], s.cpus[c], threshold_ns_) ? stuck_[c] + 1 : 0;
+            r_.stall_detected = stuck_[c] >= needed;
+        }
     }
     if (!r_.stall_detected) prev_valid_ = s;   // once set, the flag needs no more neighbours
 
@@ -319,6 +330,7 @@ std::vector<Verdict::Violation> ViolationChecker::add(const Sample &s) {
             if (stall_.size() < n) stall_.resize(n);
             for (size_t c = 0; c < n; c++)
                 stall_[c].record(stalled(p.cpus[c], s.cpus[c], threshold_ns_), double(s.cpus[c].rq_clock), i);
+            shared_thread_ |= shared_vcpu_thread(p) && shared_vcpu_thread(s);
         }
         double interval = (double(s.elapsed_ms) - double(p.elapsed_ms)) / 1000.0;
         for (auto [idx, tracker, limit] :
@@ -360,8 +372,9 @@ std::vector<Verdict::Violation> ViolationChecker::sustained() const {
             cat("local DSQ depth ", fixed("%.0f", dsq_.worst_value), " on cpu", dsq_worst_cpu_),
             cat(t_.max_local_dsq_depth));
     // A stall has no threshold to exceed: its run length is the finding.
+    const uint32_t stall_n = shared_thread_ ? std::max<uint32_t>(n, uint32_t(stall_.size())) : n;
     for (size_t c = 0; c < stall_.size(); c++)
-        if (stall_[c].sustained(n)) {
+        if (stall_[c].sustained(stall_n)) {
             const SustainedTracker &tr = stall_[c];
             out.push_back({"stall", uint32_t(c), tr.worst_value, tr.worst_run, tr.worst_at,
                            cat("cpu", c, " stalled: rq_clock stuck at ", fixed("%.0f", tr.worst_value),

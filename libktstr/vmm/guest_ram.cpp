@@ -96,8 +96,11 @@ bool GuestRam::load_file(uint64_t gpa, int fd, uint64_t file_offset, uint64_t le
     while (done < len) {
         ssize_t w = ::pwrite(memfd, src.data() + skip + done, len - done, off_t(dst + done));
         if (w < 0 && errno == EINTR) continue;
-        // EFAULT: the source went away under the mapping (file truncated).
-        if (w < 0 && errno == EFAULT) fail(ErrorKind::input, what, ": file shrank while loading");
+        // EFAULT: a source page could not be read (the file was truncated, or
+        // an I/O error; MAP_POPULATE does not report those).
+        if (w < 0 && errno == EFAULT)
+            fail(ErrorKind::input, what, ": cannot read bytes ", file_offset + done,
+                 " onwards (did the file shrink while loading, or is the disk failing?)");
         if (w < 0) fail_errno(ErrorKind::environment, cat("writing ", what, " into guest RAM"));
         if (w == 0) fail(ErrorKind::environment, "writing ", what, " into guest RAM: no progress");
         done += uint64_t(w);

@@ -4,6 +4,7 @@
 
 #include "ktstr/kvm.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -84,11 +85,16 @@ BzImageHeader parse_bzimage_header(std::string_view img, const std::string &wher
 
 std::optional<std::string> bzimage_version(std::string_view head) {
     if (head.size() < 0x210 || head.substr(0x202, 4) != "HdrS") return std::nullopt;
-    size_t off = 0x200 + le_at<uint16_t>(head, 0x20E);
+    const uint16_t ptr = le_at<uint16_t>(head, 0x20E);
+    if (ptr == 0) return std::nullopt;   // no version string
+    size_t off = 0x200 + size_t(ptr);
     if (off >= head.size()) return std::nullopt;
     std::string_view s = head.substr(off);
     s = s.substr(0, std::min(s.find('\0'), s.find(' ')));
-    if (s.empty()) return std::nullopt;
+    // A release is printable ASCII ("6.12.118", "6.13.0-rc1+"); anything else is not one.
+    if (s.empty() || s.size() > 64 ||
+        std::any_of(s.begin(), s.end(), [](char c) { return c < 0x21 || c > 0x7E; }))
+        return std::nullopt;
     return std::string(s);
 }
 

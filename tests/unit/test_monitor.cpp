@@ -562,6 +562,42 @@ TEST_CASE("ViolationChecker reports each check once, when it becomes sustained")
     CHECK(c.verdict().summary == "monitor FAILED: 1 violation(s)");
 }
 
+TEST_CASE("stall under one host thread for all vCPUs (TCG single-threaded): only after as many samples as vCPUs") {
+    // Four vCPUs, one QEMU thread: every CPU reports the thread's time, which
+    // advances by 100 ms per sample. CPU 2 is busy and its rq clock is stuck.
+    auto shared = [](uint64_t i, uint64_t stuck_until) {
+        std::vector<CpuSample> cs;
+        for (uint32_t c = 0; c < 4; c++)
+            cs.push_back(cpu(1, c == 2 && i <= stuck_until ? 500 : 1000 + i, 0, 100000000 * i));
+        return sample(100 * i, cs);
+    };
+    CHECK(shared_vcpu_thread(shared(1, 0)));
+    CHECK_FALSE(shared_vcpu_thread(sample(0, {cpu(1, 1, 0, 5), cpu(1, 1, 0, 6)})));
+    CHECK_FALSE(shared_vcpu_thread(sample(0, {cpu(1, 1, 0, 5)})));      // one vCPU
+    CHECK_FALSE(shared_vcpu_thread(sample(0, {cpu(1, 1), cpu(1, 1)})));   // no times
+    // Stuck for 3 intervals (samples 0..3): round-robin can do that to 1 of 4 vCPUs.
+    std::vector<Sample> rr;
+    for (uint64_t i = 0; i < 8; i++) rr.push_back(shared(i, 3));
+    CHECK_FALSE(summarize(rr, THR).stall_detected);
+    Thresholds t;
+    t.sustained_samples = 2;
+    ViolationChecker c(t, THR);
+    for (auto &s : rr) c.add(s);
+    CHECK(c.verdict().violations.empty());
+    // Stuck for 4 intervals: a stall.
+    std::vector<Sample> stuck;
+    for (uint64_t i = 0; i < 8; i++) stuck.push_back(shared(i, 4));
+    CHECK(summarize(stuck, THR).stall_detected);
+    ViolationChecker c2(t, THR);
+    for (auto &s : stuck) c2.add(s);
+    REQUIRE(c2.verdict().violations.size() == 1);
+    CHECK(c2.verdict().violations[0].cpu == std::optional<uint32_t>(2));
+    // With a thread per vCPU one stuck interval in which the vCPU ran is enough.
+    std::vector<Sample> own{sample(0, {cpu(1, 500, 0, 0), cpu(1, 1, 0, 0)}),
+                            sample(100, {cpu(1, 500, 0, 100000000), cpu(1, 2, 0, 50)})};
+    CHECK(summarize(own, THR).stall_detected);
+}
+
 TEST_CASE("ViolationChecker: indices from first_index, the CPU of the worst DSQ run, no samples") {
     Thresholds t;
     t.sustained_samples = 2;

@@ -490,4 +490,8 @@ TEST_CASE("bzImage version string: the release from the pointer at 0x20E, bounde
     CHECK_FALSE(bzimage_version(no_hdrs));
     head[0x500] = '\0';
     CHECK_FALSE(bzimage_version(head));                        // empty string
+    head[0x500] = '\xEB';
+    CHECK_FALSE(bzimage_version(head));                        // not a release
+    head[0x20E] = head[0x20F] = 0;
+    CHECK_FALSE(bzimage_version(head));                        // no pointer
 }

@@ -224,6 +224,13 @@ bool sample_looks_valid(const Sample &s);
 // Sum of one event counter over the CPUs that have counters; nullopt if none.
 std::optional<int64_t> sum_event(const Sample &s, size_t event_index);
 bool stalled(const CpuSample &prev, const CpuSample &curr, uint64_t preemption_threshold_ns);
+// True when every vCPU of a sample reports the same host CPU time: one host
+// thread runs them all (QEMU TCG single-threaded), so that time says nothing
+// about whether a given vCPU ran. QEMU then runs the vCPUs round-robin, and a
+// busy vCPU may get no slice for a sample interval or more; a stall is only
+// claimed once its rq clock stays stuck for as many consecutive samples as
+// there are vCPUs.
+bool shared_vcpu_thread(const Sample &s);
 
 struct SustainedTracker {
     uint32_t consecutive = 0, worst_run = 0;
@@ -260,6 +267,7 @@ private:
     double ratio_sum_ = 0, nr_sum_ = 0, dsq_sum_ = 0;
     size_t readings_ = 0;
     std::optional<Sample> prev_valid_;                 // neighbour for the stall flag
+    std::vector<uint32_t> stuck_;                      // per CPU: consecutive stalled pairs
     // CPU sums of the first and the latest sample carrying counters / schedstats.
     struct Counters { uint64_t elapsed_ms; std::array<int64_t, SCX_EVENT_COUNT> sum; };
     std::optional<Counters> first_events_, last_events_;
@@ -320,6 +328,7 @@ private:
     size_t readings_ = 0;
     std::optional<uint64_t> first_clock_;
     bool all_same_clock_ = true;
+    bool shared_thread_ = false;   // some pair had shared_vcpu_thread() on both sides
 };
 // Drop the first MONITOR_WARMUP_SAMPLES when there are more than that.
 std::vector<Sample> trim_warmup(const std::vector<Sample> &samples);

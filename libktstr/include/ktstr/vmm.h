@@ -78,7 +78,7 @@ std::optional<std::string> bzimage_version(std::string_view head);
 struct KernelImage {
     std::string bzimage;            // absolute path
     std::string vmlinux;            // ELF with symbols, "" when not found
-    std::string version;            // from kernel.json, else the bzImage's own, else 
+    std::string version;            // from kernel.json, else the bzImage's own, else empty
     BzImageHeader header;
 };
 // --kernel PATH: a bzImage, a directory holding one (bzImage, arch/x86/boot/bzImage,
