@@ -112,7 +112,7 @@ std::string pad(std::string s, size_t w, bool right = false) {
 
 void cgroup_table(std::ostringstream &o, const std::vector<CgroupStats> &cgs) {
     if (cgs.empty()) return;
-    o << "    " << pad("cgroup", 16) << pad("workers", 8, true) << "  " << pad("cpus", 10) << pad("spread", 8, true)
+    o << "    " << pad("cgroup", 16) << pad("workers", 8, true) << "  " << pad("ran on", 10) << pad("spread", 8, true)
       << pad("max gap", 14, true) << pad("migrations", 12, true) << pad("iterations", 14, true) << "\n";
     for (const auto &c : cgs) {
         std::string gap = cat(c.max_gap_ms, "ms", c.max_gap_cpu >= 0 ? cat("@cpu", c.max_gap_cpu) : "");
