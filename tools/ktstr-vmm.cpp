@@ -114,6 +114,7 @@ VmConfig config_from(const cli::Args &a) {
     }
     c.kvm_elf = elf;
     c.kvm_quirks = a.get("kvm-quirks", "auto");
+    parse_quirk_mode(c.kvm_quirks);   // checked here, for every accelerator and --dry-run
     c.initrd = a.get("initrd");
     for (auto &words : a.all("cmdline"))
         for (auto &w : split(words, ' ', false)) c.cmdline_extra.push_back(w);
@@ -192,13 +193,12 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         preflight_scenarios(*scenarios, config.topology);
         if (!a.has("timeout")) config.timeout_s = scenario_default_timeout_s(*scenarios);
     }
+    // --shell with --accel auto gets TCG (below), so only an explicit kvm is refused.
+    if (a.has("shell") && config.accel == Accel::kvm)
+        fail(ErrorKind::usage, "--shell: the KVM accelerator has no COM2 input yet; use --accel tcg");
     if (a.has("dry-run")) {
-        // Everything above has been checked, plus what needs no kernel image or
-        // VM; nothing is started. The accelerator is the one asked for (auto is
-        // decided by a probe at boot).
-        parse_quirk_mode(config.kvm_quirks);
-        if (a.has("shell") && config.accel == Accel::kvm)
-            fail(ErrorKind::usage, "--shell: the KVM accelerator has no COM2 input yet; use --accel tcg");
+        // Everything above has been checked; nothing is started. The accelerator
+        // is the one asked for (auto is decided by a probe at boot).
         ojson plan = boot_event_fields(config, "");
         plan["event"] = "plan";
         plan.erase("cmdline");
@@ -220,8 +220,6 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
                              : choose_accel(config.accel);
     if (config.accel == Accel::automatic) log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
     config.accel = choice.accel;
-    if (a.has("shell") && config.accel == Accel::kvm)
-        fail(ErrorKind::usage, "--shell: the KVM accelerator has no COM2 input yet; use --accel tcg");
 
     StopSource stop;
     auto signal_guard = stop.install_signal_handlers();

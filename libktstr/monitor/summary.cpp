@@ -157,6 +157,10 @@ bool shared_vcpu_thread(const Sample &s) {
     return true;
 }
 
+uint32_t stall_run_needed(uint32_t base, size_t vcpus, bool shared_thread) {
+    return shared_thread ? std::max<uint32_t>(base, uint32_t(vcpus)) : base;
+}
+
 void SustainedTracker::record(bool violated, double value, size_t index) {
     if (!violated) { consecutive = 0; return; }
     consecutive++;
@@ -199,11 +203,11 @@ void SummaryBuilder::add(const Sample &s) {
     }
     if (prev_valid_ && !r_.stall_detected) {
         size_t n = std::min(prev_valid_->cpus.size(), s.cpus.size());
-        const size_t needed = shared_vcpu_thread(*prev_valid_) && shared_vcpu_thread(s) ? n : 1;
+        const uint32_t needed = stall_run_needed(1, n, shared_vcpu_thread(*prev_valid_) && shared_vcpu_thread(s));
         if (stuck_.size() < n) stuck_.resize(n);
         for (size_t c = 0; c < n && !r_.stall_detected; c++) {
-            stuck_[c] = stalled(prev_valid_->cpus[c], s.cpus[c], threshold_ns_) ? stuck_[c] + 1 : 0;
-            r_.stall_detected = stuck_[c] >= needed;
+            stuck_[c].record(stalled(prev_valid_->cpus[c], s.cpus[c], threshold_ns_), 0, 0);
+            r_.stall_detected = stuck_[c].consecutive >= needed;
         }
     }
     if (!r_.stall_detected) prev_valid_ = s;   // once set, the flag needs no more neighbours
@@ -372,7 +376,7 @@ std::vector<Verdict::Violation> ViolationChecker::sustained() const {
             cat("local DSQ depth ", fixed("%.0f", dsq_.worst_value), " on cpu", dsq_worst_cpu_),
             cat(t_.max_local_dsq_depth));
     // A stall has no threshold to exceed: its run length is the finding.
-    const uint32_t stall_n = shared_thread_ ? std::max<uint32_t>(n, uint32_t(stall_.size())) : n;
+    const uint32_t stall_n = stall_run_needed(n, stall_.size(), shared_thread_);
     for (size_t c = 0; c < stall_.size(); c++)
         if (stall_[c].sustained(stall_n)) {
             const SustainedTracker &tr = stall_[c];

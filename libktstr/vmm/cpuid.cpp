@@ -116,9 +116,8 @@ std::vector<kvm_cpuid_entry2> cpuid_for_vcpu(const std::vector<kvm_cpuid_entry2>
     // terminating invalid level whatever the host listed: KVM lists only 0xB.0
     // (all zero) when the host CPU has no such leaf (seen on an AMD host), and
     // patching what is there would leave the core level out.
-    uint32_t max_basic = 0;
-    for (auto &e : out)
-        if (e.function == 0) max_basic = e.eax;
+    const kvm_cpuid_entry2 *leaf0 = cpuid_find(out, 0);
+    const uint32_t max_basic = leaf0 ? leaf0->eax : 0;
     for (uint32_t fn : {0xBu, 0x1Fu}) {
         auto is_fn = [fn](const kvm_cpuid_entry2 &e) { return e.function == fn; };
         if (fn > max_basic) continue;                                              // beyond the CPU's leaves

@@ -50,12 +50,15 @@ uint64_t GuestRam::total_size() const {
     return t;
 }
 
-uint8_t *GuestRam::host(uint64_t gpa, uint64_t len) const {
-    for (auto &r : regions_) {
-        if (gpa >= r.gpa && gpa - r.gpa <= r.size && len <= r.size - (gpa - r.gpa))
-            return maps_[r.fd_index].data() + r.fd_offset + (gpa - r.gpa);
-    }
+const RamRegion *GuestRam::region_of(uint64_t gpa, uint64_t len) const {
+    for (auto &r : regions_)
+        if (gpa >= r.gpa && gpa - r.gpa <= r.size && len <= r.size - (gpa - r.gpa)) return &r;
     return nullptr;
+}
+
+uint8_t *GuestRam::host(uint64_t gpa, uint64_t len) const {
+    const RamRegion *r = region_of(gpa, len);
+    return r ? maps_[r->fd_index].data() + r->fd_offset + (gpa - r->gpa) : nullptr;
 }
 
 bool GuestRam::read(uint64_t gpa, void *dst, uint64_t len) const {
@@ -73,9 +76,7 @@ bool GuestRam::write(uint64_t gpa, const void *src, uint64_t len) const {
 }
 
 bool GuestRam::load_file(uint64_t gpa, int fd, uint64_t file_offset, uint64_t len, const std::string &what) const {
-    const RamRegion *reg = nullptr;
-    for (auto &r : regions_)
-        if (gpa >= r.gpa && gpa - r.gpa <= r.size && len <= r.size - (gpa - r.gpa)) reg = &r;
+    const RamRegion *reg = region_of(gpa, len);
     if (!reg) return false;
     if (len == 0) return true;
     struct stat st;

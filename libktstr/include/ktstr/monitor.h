@@ -231,6 +231,9 @@ bool stalled(const CpuSample &prev, const CpuSample &curr, uint64_t preemption_t
 // claimed once its rq clock stays stuck for as many consecutive samples as
 // there are vCPUs.
 bool shared_vcpu_thread(const Sample &s);
+// Consecutive stalled intervals that make a stall: `base`, or at least the
+// vCPU count when one thread runs every vCPU (above).
+uint32_t stall_run_needed(uint32_t base, size_t vcpus, bool shared_thread);
 
 struct SustainedTracker {
     uint32_t consecutive = 0, worst_run = 0;
@@ -267,7 +270,7 @@ private:
     double ratio_sum_ = 0, nr_sum_ = 0, dsq_sum_ = 0;
     size_t readings_ = 0;
     std::optional<Sample> prev_valid_;                 // neighbour for the stall flag
-    std::vector<uint32_t> stuck_;                      // per CPU: consecutive stalled pairs
+    std::vector<SustainedTracker> stuck_;              // per CPU: consecutive stalled intervals
     // CPU sums of the first and the latest sample carrying counters / schedstats.
     struct Counters { uint64_t elapsed_ms; std::array<int64_t, SCX_EVENT_COUNT> sum; };
     std::optional<Counters> first_events_, last_events_;

@@ -180,6 +180,8 @@ public:
     bool load_file(uint64_t gpa, int fd, uint64_t file_offset, uint64_t len, const std::string &what) const;
 
 private:
+    // The region holding all of [gpa, gpa+len), or nullptr.
+    const RamRegion *region_of(uint64_t gpa, uint64_t len) const;
     std::vector<unique_fd> fds_;
     std::vector<Mapping> maps_;
     std::vector<RamRegion> regions_;
