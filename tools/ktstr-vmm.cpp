@@ -8,6 +8,7 @@
 #include "ktstr/cli.h"
 #include "ktstr/console_watch.h"
 #include "ktstr/kvm.h"
+#include "ktstr/image_load.h"
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
 #include "ktstr/vmm_guest.h"
@@ -64,6 +65,9 @@ const std::vector<cli::Option> &options() {
         {"workers", 0, "N", "with --scenario: workers per cgroup where a scenario says per_cgroup (default 2)"},
         {"settle", 0, "MS", "with --scenario: pause after creating cgroups (default 500)"},
         {"kvm-quirks", 0, "MODE", "KVM: host-quirk workarounds auto|on|off (default auto: on when KVM is emulated)"},
+        {"kvm-image-load", 0, "MODE", "KVM: kernel/initramfs bytes into guest RAM lazy|eager|auto (lazy: the guest starts "
+                                      "at once, pages fill on first touch and in the background, via userfaultfd; "
+                                      "default auto: lazy where userfaultfd is usable)"},
         {"stop-on", 0, "TEXT", "stop the guest (exit 0) once every such text appeared on the console", true},
         {"verbose", 'v', "", "debug messages (e.g. the QEMU command line) on stderr"},
     };
@@ -115,6 +119,8 @@ VmConfig config_from(const cli::Args &a) {
     c.kvm_elf = elf;
     c.kvm_quirks = a.get("kvm-quirks", "auto");
     parse_quirk_mode(c.kvm_quirks);   // checked here, for every accelerator and --dry-run
+    c.kvm_image_load = a.get("kvm-image-load", "auto");
+    parse_image_load_mode(c.kvm_image_load);
     c.initrd = a.get("initrd");
     for (auto &words : a.all("cmdline"))
         for (auto &w : split(words, ' ', false)) c.cmdline_extra.push_back(w);

@@ -75,15 +75,20 @@ bool GuestRam::write(uint64_t gpa, const void *src, uint64_t len) const {
     return true;
 }
 
+void check_file_range(int fd, uint64_t file_offset, uint64_t len, const std::string &what) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0) fail_errno(ErrorKind::input, what);
+    if (!S_ISREG(st.st_mode)) fail(ErrorKind::input, what, ": not a regular file");
+    if (uint64_t(st.st_size) < file_offset || uint64_t(st.st_size) - file_offset < len)
+        fail(ErrorKind::input, what, ": needs bytes up to offset ", file_offset + len, " but the file has ", st.st_size,
+             " (did it change while loading?)");
+}
+
 bool GuestRam::load_file(uint64_t gpa, int fd, uint64_t file_offset, uint64_t len, const std::string &what) const {
     const RamRegion *reg = region_of(gpa, len);
     if (!reg) return false;
     if (len == 0) return true;
-    struct stat st;
-    if (::fstat(fd, &st) != 0) fail_errno(ErrorKind::input, what);
-    if (uint64_t(st.st_size) < file_offset || uint64_t(st.st_size) - file_offset < len)
-        fail(ErrorKind::input, what, ": needs bytes up to offset ", file_offset + len, " but the file has ", st.st_size,
-             " (did it change while loading?)");
+    check_file_range(fd, file_offset, len, what);
     const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
     const uint64_t skip = file_offset % page;
     // MAP_POPULATE: the source pages are mapped in one pass, not faulted in

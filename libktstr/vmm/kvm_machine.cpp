@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ktstr/image_load.h"
 #include "ktstr/kvm.h"
 #include "ktstr/serial.h"
 #include "ktstr/vmm.h"
@@ -90,7 +91,7 @@ public:
 private:
     // setup
     void build_vm();
-    void load_images();
+    std::vector<ImageSpan> image_spans();
     void load_guest();
     void setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu);
     // run (vCPU threads)
@@ -123,7 +124,9 @@ private:
     bool cpuid_refused_ = false;
     BootImage kernel_;
     uint64_t initrd_gpa_ = 0, initrd_size_ = 0;
-    double load_images_ms_ = 0;   // on the loader thread
+    unique_fd kernel_fd_, initrd_fd_;
+    ImageLoadStats image_stats_;
+    std::string image_load_note_;   // why loading is eager under --kvm-image-load auto
     std::string cmdline_;
     unique_fd irq_com1_, irq_com2_, wake_;
     std::unique_ptr<Uart16550> com1_, com2_;
@@ -382,36 +385,36 @@ void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
     vcpu.set_regs(r);
 }
 
-// The big copies (kernel segments, initramfs). Runs on a helper thread while
-// build_vm() sets up KVM; touches only guest RAM and initrd_*_.
-void Machine::load_images() {
+// The file bytes guest RAM needs (kernel segments, initramfs), checked
+// against RAM and the files; sets initrd_*_. Guest RAM is a fresh memfd, so
+// what lies beyond a segment's file bytes (.bss) is already zero.
+std::vector<ImageSpan> Machine::image_spans() {
     const MemoryLayout &m = mem_;
-    const Clock::time_point start = Clock::now();
     if (kernel_.end > m.low_end)
         fail(ErrorKind::usage, kernel_.path, ": the kernel needs RAM up to ", kernel_.end >> 20,
              " MiB; give the guest more memory");
-    unique_fd kfd(::open(kernel_.path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!kfd) fail_errno(ErrorKind::input, cat("kernel ", kernel_.path));
-    // Guest RAM is a fresh memfd, so the part of a segment beyond its file
-    // bytes (.bss) is already zero.
-    for (auto &seg : kernel_.segments)
-        if (!ram_.host(seg.gpa, seg.mem_size) ||
-            !ram_.load_file(seg.gpa, kfd.get(), seg.file_offset, seg.file_size, cat("kernel ", kernel_.path)))
+    kernel_fd_ = unique_fd(::open(kernel_.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!kernel_fd_) fail_errno(ErrorKind::input, cat("kernel ", kernel_.path));
+    std::vector<ImageSpan> spans;
+    for (auto &seg : kernel_.segments) {
+        if (!ram_.host(seg.gpa, seg.mem_size))
             fail(ErrorKind::usage, kernel_.path, ": segment at ", hex(seg.gpa), " (", seg.mem_size >> 10,
                  " KiB) does not fit in ", m.mem_size >> 20, " MiB of guest RAM");
-
+        spans.push_back({seg.gpa, kernel_fd_.get(), seg.file_offset, seg.file_size, cat("kernel ", kernel_.path)});
+    }
     if (!cfg_.initrd.empty()) {
-        unique_fd fd(::open(cfg_.initrd.c_str(), O_RDONLY | O_CLOEXEC));
-        if (!fd) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
+        initrd_fd_ = unique_fd(::open(cfg_.initrd.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!initrd_fd_) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
         struct stat st;
-        if (::fstat(fd.get(), &st) != 0) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
+        if (::fstat(initrd_fd_.get(), &st) != 0) fail_errno(ErrorKind::input, cat("initramfs ", cfg_.initrd));
         if (!S_ISREG(st.st_mode)) fail(ErrorKind::input, "initramfs ", cfg_.initrd, ": not a regular file");
         initrd_size_ = uint64_t(st.st_size);
         initrd_gpa_ = place_initrd(kernel_, m, initrd_size_);
-        if (!ram_.load_file(initrd_gpa_, fd.get(), 0, initrd_size_, cat("initramfs ", cfg_.initrd)))
-            fail(ErrorKind::usage, "initramfs ", cfg_.initrd, " does not fit in guest RAM");
+        if (!ram_.host(initrd_gpa_, initrd_size_)) fail(ErrorKind::usage, "initramfs ", cfg_.initrd, " does not fit in guest RAM");
+        spans.push_back({initrd_gpa_, initrd_fd_.get(), 0, initrd_size_, cat("initramfs ", cfg_.initrd)});
     }
-    load_images_ms_ = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    for (auto &sp : spans) check_image_span(ram_, sp);
+    return spans;
 }
 
 void Machine::load_guest() {
@@ -717,11 +720,28 @@ ExitResult Machine::run() {
                                                                                                  : cfg_.kernel.vmlinux;
     if (mem_.shm_size) layout_.shm = ShmRegion{mem_.shm_base, mem_.shm_size};
 
-    // Kernel and initramfs bytes go into guest RAM on a helper thread while
-    // KVM is set up; a failure there comes out of get().
-    std::future<void> loading = std::async(std::launch::async, [this] { load_images(); });
+    // Kernel and initramfs bytes: on demand and in the background while the
+    // guest runs (lazy), or on a helper thread while KVM is set up (eager).
+    const std::vector<ImageSpan> spans = image_spans();
+    const ImageLoadMode load_mode = parse_image_load_mode(cfg_.kvm_image_load);
+    std::unique_ptr<LazyImageLoader> lazy;
+    if (load_mode != ImageLoadMode::eager) {
+        std::string why_not;
+        // The background fill waits for the vCPUs: run alongside KVM set-up it
+        // slowed KVM_SET_USER_MEMORY_REGION several-fold here (mm contention).
+        lazy = LazyImageLoader::start(ram_, spans, why_not, /*background_fill=*/false);
+        if (!lazy && load_mode == ImageLoadMode::lazy)
+            fail(ErrorKind::environment, "--kvm-image-load lazy: ", why_not);
+        if (!lazy) {
+            image_load_note_ = cat("eager: ", why_not);
+            log::debug("image loading ", image_load_note_);
+        }
+    }
+    phase_done("image_spans");
+    std::future<ImageLoadStats> loading;
+    if (!lazy) loading = std::async(std::launch::async, [this, &spans] { return load_images_now(ram_, spans); });
     build_vm();
-    loading.get();
+    if (!lazy) image_stats_ = loading.get();
     phase_done("wait_images");
     load_guest();
     phase_done("load_guest");
@@ -742,12 +762,24 @@ ExitResult Machine::run() {
         thread_started_[i].store(true, std::memory_order_release);
     }
     if (stop_.load()) kick_all();   // a kick before thread_started_ was set
+    if (lazy) lazy->fill_rest();
     for (int i = 0; i < 500; ++i) {  // tids for the layout: the threads set them first thing
         if (std::all_of(tids_.begin(), tids_.end(), [](pid_t x) { return x != 0; })) break;
         std::this_thread::sleep_for(std::chrono::microseconds(100));
     }
     layout_.vcpu_tids = tids_;
     phase_done("threads");
+    // The guest runs; the rest of the images goes in before anything else
+    // (the monitor, on_started) is handed guest RAM.
+    if (lazy) {
+        try {
+            image_stats_ = lazy->wait();
+        } catch (const std::exception &e) {
+            finish(ExitReason::error, cat("loading the guest images: ", e.what()), -1);
+        }
+        lazy.reset();
+    }
+    phase_done("images_filled");
 
     ojson boot = boot_event_fields(cfg_, cmdline_);
     boot["kernel"] = kernel_.path;
@@ -757,11 +789,15 @@ ExitResult Machine::run() {
     boot["emulated_kvm"] = quirks_.emulated;
     boot["quirk_detection"] = quirks_.detection;
     boot["host_quirks"] = quirks_json();
+    boot["image_load"] = {{"mode", image_stats_.lazy ? "lazy" : "eager"},
+                          {"bytes", image_stats_.bytes},
+                          {"fill_ms", std::round(image_stats_.fill_ms * 1000) / 1000},
+                          {"faults_served", image_stats_.faults_served}};
+    if (!image_load_note_.empty()) boot["image_load"]["reason"] = image_load_note_;
     // Where the time to the first guest instruction went (ms per phase, from
     // the VMM's start; the vCPU threads are started at the end of "threads").
     ojson startup = ojson::object();
     for (auto &[name, ms] : phases_) startup[name] = std::round(ms * 1000) / 1000;
-    startup["images_on_loader_thread"] = std::round(load_images_ms_ * 1000) / 1000;
     if (uint64_t fr = first_run_mono_ns_.load())
         startup["spawn_to_first_kvm_run"] = std::round(double(int64_t(fr - layout_.run_start_mono_ns)) / 1e3) / 1000;
     boot["startup_ms"] = startup;

@@ -71,16 +71,34 @@ assert_contains "$(sed -n 64p "$TMP/c2")" "com2 line 0000003f" "COM2 lines in or
 
 # The initramfs arrives byte for byte where boot_params says (an odd size,
 # so the copy's tail is checked too), and its absence is reported.
-head -c 70001 /dev/urandom >"$TMP/initrd"
-vmm initrd_sum 1n1l1c1t --initrd "$TMP/initrd"
-assert_eq reboot "$REASON" "initrd_sum ends"
-want=$(python3 -c '
-import sys
+# Both ways of loading: lazy (pages filled on first touch and in the
+# background through userfaultfd; the guest touches pages last first) and eager.
+fnv_line() { python3 -c '
+import os, sys
 h = 0x811c9dc5
 for b in open(sys.argv[1], "rb").read():
     h = ((h ^ b) * 0x01000193) & 0xffffffff
-print("size=%08x fnv=%08x" % (70001, h))' "$TMP/initrd")
-assert_contains "$(cat "$TMP/c1")" "$want" "initramfs bytes in guest RAM = the file"
+print("size=%08x fnv=%08x" % (os.path.getsize(sys.argv[1]), h))' "$1"; }
+head -c 70001 /dev/urandom >"$TMP/initrd"
+vmm initrd_sum 1n1l1c1t --initrd "$TMP/initrd"
+assert_eq reboot "$REASON" "initrd_sum ends"
+assert_contains "$(cat "$TMP/c1")" "$(fnv_line "$TMP/initrd")" "initramfs bytes in guest RAM = the file"
+head -c 1048577 /dev/urandom >"$TMP/initrd"
+for mode in lazy eager; do
+    vmm initrd_sum 1n1l1c1t --initrd "$TMP/initrd" --kvm-image-load $mode
+    if [ "$mode" = lazy ] && [ "$RC" = 3 ] && grep -q 'userfaultfd' "$TMP/err"; then
+        echo "note: lazy image loading not usable here: $(grep -m1 'error:' "$TMP/err")"
+        continue
+    fi
+    assert_eq reboot "$REASON" "initrd_sum ends ($mode)"
+    assert_contains "$(cat "$TMP/c1")" "$(fnv_line "$TMP/initrd")" "1 MiB initramfs, $mode: bytes in guest RAM = the file"
+    il=$(jq -c 'select(.event=="boot") | .image_load' "$TMP/ev")
+    assert_eq $mode "$(jq -r .mode <<<"$il")" "boot event image_load.mode"
+    echo "image_load $mode: $il"
+done
+run_rc ktstr-vmm --accel kvm --elf "$G/initrd_sum.elf" --kvm-image-load soon >/dev/null 2>"$TMP/err"
+assert_eq 2 "$RC" "--kvm-image-load soon is a usage error"
+assert_contains "$(cat "$TMP/err")" "--kvm-image-load: 'soon' is not a mode (auto, lazy or eager)" "names the valid modes"
 vmm initrd_sum 1n1l1c1t
 assert_contains "$(cat "$TMP/c1")" "initrd: none" "no --initrd: ramdisk_size 0"
 

@@ -1,7 +1,7 @@
 /* Reports where the initramfs is and what it holds, so a test can check
  * that ktstr-vmm copied it byte for byte: boot_params ramdisk_image /
  * ramdisk_size (with the ext_ fields for the upper 32 bits) and an FNV-1a
- * 32-bit hash of its bytes, on COM1:
+ * 32-bit hash of its bytes (after touching one byte per page, backwards), on COM1:
  *   "initrd: addr=XXXXXXXX size=XXXXXXXX fnv=XXXXXXXX"
  * Exits 0; exits 1 with "initrd: none" when there is none. */
         .include "lib.inc"
@@ -19,6 +19,14 @@ _start:
         mov $COM1, %dx
         test %r9, %r9
         jz none
+        /* First one byte per page, last page first: under lazy image
+           loading the background fill goes forwards, so these pages are
+           likely still missing and get filled on demand. */
+        lea -1(%r8,%r9), %rcx
+2:      movzbl (%rcx), %eax
+        sub $4096, %rcx
+        cmp %r8, %rcx
+        jae 2b
         mov $0x811c9dc5, %r10d          /* FNV-1a offset basis */
         mov %r8, %rcx
         mov %r9, %rbx

@@ -13,21 +13,14 @@
 #include "ktstr/qemu.h"
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
+#include "vmm_test_util.h"
 
 using namespace ktstr;
 using namespace ktstr::vmm;
 
 namespace {
 
-// The fixture kernel's relevant header fields (init_size 0x2ecb000 = 46.8 MiB).
-BzImageHeader fixture_header() {
-    BzImageHeader h;
-    h.protocol = 0x020F;
-    h.initrd_addr_max = 0x7FFFFFFF;
-    h.init_size = 0x2ECB000;
-    h.cmdline_size = 0x7FF;
-    return h;
-}
+using vmm_test::fixture_header;
 
 VmConfig config_for(const std::string &topo, uint64_t mem_mb) {
     VmConfig c;

@@ -115,6 +115,10 @@ struct VmConfig {
     std::string kvm_elf;                         // boot this ELF64 (a vmlinux, a test guest) through its
                                                  // entry point instead of kernel.bzimage ("" = the bzImage)
     std::string kvm_quirks = "auto";             // host-quirk layer: auto, on, off (see kvm.h)
+    // Kernel and initramfs bytes: "lazy" starts the vCPUs at once and fills
+    // pages on first touch (userfaultfd), "eager" copies them all first,
+    // "auto" is lazy where userfaultfd is usable (see image_load.h).
+    std::string kvm_image_load = "auto";
 };
 // Throws Error(usage) for what no backend could run (memory 0, shm unaligned ...).
 void validate_config(const VmConfig &c);
@@ -186,6 +190,10 @@ private:
     std::vector<Mapping> maps_;
     std::vector<RamRegion> regions_;
 };
+
+// Error(input) naming `what` unless fd is a regular file holding bytes
+// [file_offset, file_offset+len).
+void check_file_range(int fd, uint64_t file_offset, uint64_t len, const std::string &what);
 
 // ---- the layout handed to the monitor --------------------------------------------
 

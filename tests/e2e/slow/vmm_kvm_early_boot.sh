@@ -21,7 +21,8 @@ boot() { # TOPO MEMORY_MB [STOP-TEXT]
         --stop-on "$stop" --console "$TMP/console" >"$TMP/ev" 2>"$TMP/err"
     EXIT=$(jq -c 'select(.event=="exit")' "$TMP/ev")
     echo "$topo ${mem}MiB: reason=$(jq -r .reason <<<"$EXIT") elapsed=$(jq -r .elapsed_s <<<"$EXIT")s" \
-         "host_quirks=$(jq -c '[.host_quirks[] | "\(.name)x\(.count)"]' <<<"$EXIT")"
+         "host_quirks=$(jq -c '[.host_quirks[] | "\(.name)x\(.count)"]' <<<"$EXIT")" \
+         "image_load=$(jq -c 'select(.event=="boot") | .image_load' "$TMP/ev")"
     grep -E 'BIOS-e820|SRAT|NUMA|NODE_DATA|node +[0-9]+:|Initmem|Allowing|smp: |smpboot|x2apic' "$TMP/console" |
         sed 's/^/  | /' || true
     if [ "$(jq -r .reason <<<"$EXIT")" != stopped ]; then
