@@ -103,10 +103,14 @@ std::unique_ptr<LazyImageLoader> LazyImageLoader::start(const GuestRam &ram, con
         l->spans_.push_back(std::move(sp));
     }
     std::sort(l->spans_.begin(), l->spans_.end(), [](const Span &a, const Span &b) { return a.gpa < b.gpa; });
+    // Overlapping spans have no single page content (an eager copy lets the
+    // later one win): leave them to the eager copy.
     for (size_t i = 1; i < l->spans_.size(); ++i)
-        if (l->spans_[i].gpa < l->spans_[i - 1].gpa + l->spans_[i - 1].len)
-            fail(ErrorKind::usage, l->spans_[i].what, " at guest address 0x", hex16(l->spans_[i].gpa), " overlaps ",
-                 l->spans_[i - 1].what);
+        if (l->spans_[i].gpa < l->spans_[i - 1].gpa + l->spans_[i - 1].len) {
+            why_not = cat(l->spans_[i].what, " at guest address 0x", hex16(l->spans_[i].gpa), " overlaps ",
+                          l->spans_[i - 1].what);
+            return nullptr;
+        }
     // Page-aligned stretches to register, merged where spans share or touch pages.
     for (auto &s : l->spans_) {
         uint64_t a = s.gpa / pg * pg, e = (s.gpa + s.len + pg - 1) / pg * pg;
@@ -121,6 +125,7 @@ std::unique_ptr<LazyImageLoader> LazyImageLoader::start(const GuestRam &ram, con
     }
     if (l->ranges_.empty()) {
         l->joined_ = true;   // nothing to do
+        l->finished_ = true;
         return l;
     }
 
@@ -148,7 +153,8 @@ std::unique_ptr<LazyImageLoader> LazyImageLoader::start(const GuestRam &ram, con
         }
     }
     l->go_ = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (!l->go_) fail_errno(ErrorKind::environment, "eventfd for the image loader");
+    l->done_ = unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!l->go_ || !l->done_) fail_errno(ErrorKind::environment, "eventfd for the image loader");
     l->thread_ = std::thread([p = l.get()] { p->run(); });
     return l;
 }
@@ -177,6 +183,10 @@ ImageLoadStats LazyImageLoader::wait() {
         joined_ = true;
     }
     if (error_) std::rethrow_exception(error_);
+    return stats();
+}
+
+ImageLoadStats LazyImageLoader::stats() const {
     ImageLoadStats s = stats_;
     s.lazy = true;
     s.faults_served = faults_.load();
@@ -220,6 +230,7 @@ void LazyImageLoader::build_page(uint64_t gpa, uint8_t *buf) {
 // Returns false when it stopped at a page that is already present (dst+done).
 bool LazyImageLoader::copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint64_t &done, bool wake) {
     done = 0;
+    int idle = 0;   // EAGAIN in a row without progress
     while (done < len) {
         uffdio_copy c{};
         c.dst = uint64_t(uintptr_t(dst + done));
@@ -231,25 +242,27 @@ bool LazyImageLoader::copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint6
         if (c.copy > 0) done += uint64_t(c.copy);
         if (rc == 0) continue;
         if (err == EEXIST) return false;
-        if (err == EAGAIN || err == EINTR || err == ENOENT) continue;   // the mm changed under it: again
+        // EAGAIN: stopped part way (copy > 0), or the mm is changing; again.
+        if (err == EINTR || (err == EAGAIN && (c.copy > 0 || ++idle < 1000))) continue;
         if (err == EFAULT)
             fail(ErrorKind::input, "cannot read image bytes for guest RAM (did a file shrink while loading?)");
+        // ENOENT: the range is no longer registered (nothing here unregisters it).
         errno = err;
         fail_errno(ErrorKind::environment, "userfaultfd copy into guest RAM");
     }
     return true;
 }
 
-void LazyImageLoader::fill_page(uint64_t gpa, uint8_t *host) {
+// Fills the page for a fault; false if it was there already (then only wakes).
+bool LazyImageLoader::fill_page(uint64_t gpa, uint8_t *host) {
     std::vector<uint8_t> &buf = bounce_;
     buf.resize(page_);
     build_page(gpa, buf.data());
     uint64_t done = 0;
-    if (!copy(host, buf.data(), page_, done, true)) {
-        // Filled meanwhile: wake whoever faulted on it.
-        uffdio_range r{uint64_t(uintptr_t(host)), page_};
-        if (::ioctl(uffd_.get(), UFFDIO_WAKE, &r) != 0) fail_errno(ErrorKind::environment, "userfaultfd wake");
-    }
+    if (copy(host, buf.data(), page_, done, true)) return true;
+    uffdio_range r{uint64_t(uintptr_t(host)), page_};
+    if (::ioctl(uffd_.get(), UFFDIO_WAKE, &r) != 0) fail_errno(ErrorKind::environment, "userfaultfd wake");
+    return false;
 }
 
 void LazyImageLoader::serve_faults() {
@@ -264,8 +277,7 @@ void LazyImageLoader::serve_faults() {
             uint8_t *host = reinterpret_cast<uint8_t *>(uintptr_t(msgs[i].arg.pagefault.address & ~(page_ - 1)));
             const Range *r = range_at(host);
             if (!r) continue;   // only registered pages fault here
-            faults_.fetch_add(1);   // before the fill wakes the faulting thread
-            fill_page(r->gpa + uint64_t(host - r->host), host);
+            if (fill_page(r->gpa + uint64_t(host - r->host), host)) faults_.fetch_add(1);
         }
     }
 }
@@ -293,7 +305,7 @@ void LazyImageLoader::run() {
                 for (auto &sp : spans_)
                     if (gpa >= sp.gpa && gpa + pg <= sp.gpa + sp.len) s = &sp;
                 if (!s) {
-                    fill_page(gpa, host);
+                    (void)fill_page(gpa, host);
                     gpa += pg;
                     continue;
                 }
@@ -316,6 +328,10 @@ void LazyImageLoader::run() {
     // error a page not filled reads as zero.
     uffd_.reset();
     for (auto &s : spans_) s.src.reset();
+    finished_.store(true);
+    uint64_t one = 1;
+    ssize_t w = ::write(done_.get(), &one, sizeof one);
+    (void)w;
 }
 
 }  // namespace ktstr::vmm

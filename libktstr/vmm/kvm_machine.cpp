@@ -749,6 +749,10 @@ ExitResult Machine::run() {
     observer_.on_ram_ready(ram_, layout_);
     phase_done("observer_ram_ready");
 
+    // A load that already failed (a page touched during set-up could not be
+    // read) ends the run before any vCPU starts, as an eager copy would.
+    if (lazy && lazy->finished()) image_stats_ = lazy->wait();
+
     install_kick_handler();
     const size_t n = vcpus_.size();
     threads_.assign(n, pthread_t{});
@@ -769,46 +773,61 @@ ExitResult Machine::run() {
     }
     layout_.vcpu_tids = tids_;
     phase_done("threads");
-    // The guest runs; the rest of the images goes in before anything else
-    // (the monitor, on_started) is handed guest RAM.
-    if (lazy) {
+    // The guest runs. Observers (the monitor socket, the boot event) are handed
+    // guest RAM once the lazy fill has put every image page in place, or when
+    // the run ends first; meanwhile the watchdog below serves stop requests
+    // and the timeout.
+    std::string load_error;
+    auto images_done = [&] {
         try {
             image_stats_ = lazy->wait();
         } catch (const std::exception &e) {
-            finish(ExitReason::error, cat("loading the guest images: ", e.what()), -1);
+            image_stats_ = lazy->stats();
+            load_error = cat("loading the guest images: ", e.what());
+            finish(ExitReason::error, load_error, -1);
         }
         lazy.reset();
-    }
-    phase_done("images_filled");
+    };
+    bool announced = false;
+    auto announce = [&] {
+        if (announced) return;
+        announced = true;
+        ojson boot = boot_event_fields(cfg_, cmdline_);
+        boot["kernel"] = kernel_.path;
+        boot["boot_protocol"] = kernel_.kind == BootImage::Kind::elf ? "elf-entry" : "bzimage-64bit";
+        boot["entry"] = hex(kernel_.entry);
+        boot["shm"] = mem_.shm_size ? ojson{{"base_pa", mem_.shm_base}, {"size", mem_.shm_size}} : ojson(nullptr);
+        boot["emulated_kvm"] = quirks_.emulated;
+        boot["quirk_detection"] = quirks_.detection;
+        boot["host_quirks"] = quirks_json();
+        boot["image_load"] = {{"mode", image_stats_.lazy ? "lazy" : "eager"},
+                              {"bytes", image_stats_.bytes},
+                              {"fill_ms", std::round(image_stats_.fill_ms * 1000) / 1000},
+                              {"faults_served", image_stats_.faults_served}};
+        if (!image_load_note_.empty()) boot["image_load"]["reason"] = image_load_note_;
+        if (!load_error.empty()) boot["image_load"]["error"] = load_error;
+        // Where the time to the first guest instruction went (ms per phase, from
+        // the VMM's start; the vCPU threads are started at the end of "threads").
+        ojson startup = ojson::object();
+        for (auto &[name, ms] : phases_) startup[name] = std::round(ms * 1000) / 1000;
+        if (uint64_t fr = first_run_mono_ns_.load())
+            startup["spawn_to_first_kvm_run"] = std::round(double(int64_t(fr - layout_.run_start_mono_ns)) / 1e3) / 1000;
+        boot["startup_ms"] = startup;
+        observer_.on_started(ram_, layout_, boot);
+    };
+    if (!lazy) announce();
 
-    ojson boot = boot_event_fields(cfg_, cmdline_);
-    boot["kernel"] = kernel_.path;
-    boot["boot_protocol"] = kernel_.kind == BootImage::Kind::elf ? "elf-entry" : "bzimage-64bit";
-    boot["entry"] = hex(kernel_.entry);
-    boot["shm"] = mem_.shm_size ? ojson{{"base_pa", mem_.shm_base}, {"size", mem_.shm_size}} : ojson(nullptr);
-    boot["emulated_kvm"] = quirks_.emulated;
-    boot["quirk_detection"] = quirks_.detection;
-    boot["host_quirks"] = quirks_json();
-    boot["image_load"] = {{"mode", image_stats_.lazy ? "lazy" : "eager"},
-                          {"bytes", image_stats_.bytes},
-                          {"fill_ms", std::round(image_stats_.fill_ms * 1000) / 1000},
-                          {"faults_served", image_stats_.faults_served}};
-    if (!image_load_note_.empty()) boot["image_load"]["reason"] = image_load_note_;
-    // Where the time to the first guest instruction went (ms per phase, from
-    // the VMM's start; the vCPU threads are started at the end of "threads").
-    ojson startup = ojson::object();
-    for (auto &[name, ms] : phases_) startup[name] = std::round(ms * 1000) / 1000;
-    if (uint64_t fr = first_run_mono_ns_.load())
-        startup["spawn_to_first_kvm_run"] = std::round(double(int64_t(fr - layout_.run_start_mono_ns)) / 1e3) / 1000;
-    boot["startup_ms"] = startup;
-    observer_.on_started(ram_, layout_, boot);
-
-    // Watchdog: stop requests, timeout, output hand-over, observer ticks.
+    // Watchdog: stop requests, timeout, the lazy fill's end, output hand-over, observer ticks.
     Clock::time_point next_tick = Clock::now();
     while (!stop_.load(std::memory_order_acquire)) {
-        pollfd fds[2] = {{stop_source_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
-        ::poll(fds, 2, 20);
-        deliver_output();
+        pollfd fds[3] = {{stop_source_.fd(), POLLIN, 0}, {wake_.get(), POLLIN, 0}, {lazy ? lazy->done_fd() : -1, POLLIN, 0}};
+        ::poll(fds, 3, 20);
+        if (lazy && lazy->finished()) {
+            images_done();
+            if (!load_error.empty()) break;
+            announce();
+        }
+        if (announced) deliver_output();   // console and COM2 after the boot event
         if (auto r = stop_source_.reason()) {
             std::string why = *r == ExitReason::signal ? cat("signal ", strsignal(stop_source_.signal()))
                                                         : std::string("stop requested");
@@ -819,7 +838,7 @@ ExitResult Machine::run() {
             finish(ExitReason::timeout, cat("no end after ", cfg_.timeout_s, " s (--timeout)"), -1);
             break;
         }
-        if (Clock::now() >= next_tick) {
+        if (announced && Clock::now() >= next_tick) {
             observer_.on_tick(ram_, stop_source_);
             next_tick = Clock::now() + std::chrono::milliseconds(int(TICK_INTERVAL_S * 1000));
         }
@@ -828,11 +847,17 @@ ExitResult Machine::run() {
     // Teardown: every vCPU thread leaves KVM_RUN on the kick (immediate_exit + signal).
     kick_all();
     for (auto &w : workers) w.join();
+    // The run ended before the fill did: it completes (a vCPU may have been
+    // waiting on a page), then the observers hear of the start before the end.
+    if (lazy) images_done();
+    announce();
     deliver_output();
 
     ExitResult r;
     {
         std::lock_guard<std::mutex> lk(mu_);
+        // A failed load is the cause of whatever the guest did after it.
+        if (!load_error.empty()) reason_ = ExitReason::error, detail_ = load_error;
         r.reason = reason_;
         r.detail = detail_;
         r.console_tail = console_tail_.get();

@@ -53,9 +53,11 @@ ImageLoadStats load_images_now(const GuestRam &ram, const std::vector<ImageSpan>
 class LazyImageLoader {
 public:
     // Registers the spans' pages and starts the loader thread. Returns nullptr
-    // with `why_not` set when userfaultfd is not usable here (no permission,
-    // kernel without shmem support); other failures throw. With
-    // background_fill false only touched pages are filled until fill_rest().
+    // with `why_not` set when lazy loading is not possible here (userfaultfd
+    // not permitted, a kernel without shmem support, overlapping spans); other
+    // failures throw. With background_fill false only touched pages are filled
+    // until fill_rest(). The spans' pages must not have been touched yet: a
+    // page already present keeps what it holds.
     static std::unique_ptr<LazyImageLoader> start(const GuestRam &ram, const std::vector<ImageSpan> &spans,
                                                   std::string &why_not, bool background_fill = true);
     ~LazyImageLoader();
@@ -65,7 +67,12 @@ public:
     void fill_rest();               // start the background fill now (if it was held back)
     // Waits until every page is in place and the thread has ended; rethrows its
     // error (Error(input) when a file shrank under it, Error(environment) else).
+    // After an error the registration is gone: pages not filled read as zero.
     ImageLoadStats wait();
+    ImageLoadStats stats() const;   // so far (all of it once wait() returned or threw)
+    // Readable (eventfd) once the thread has ended, successfully or not.
+    int done_fd() const { return done_.get(); }
+    bool finished() const { return finished_.load(); }
     uint64_t faults_served() const { return faults_.load(); }
 
 private:
@@ -81,7 +88,7 @@ private:
     LazyImageLoader() = default;
     void run();
     void serve_faults();
-    void fill_page(uint64_t gpa, uint8_t *host);
+    bool fill_page(uint64_t gpa, uint8_t *host);
     void build_page(uint64_t gpa, uint8_t *buf);
     const Range *range_at(const uint8_t *host) const;
     bool copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint64_t &done, bool wake);
@@ -91,7 +98,8 @@ private:
     std::vector<Range> ranges_;
     unique_fd uffd_;
     unique_fd go_;                  // eventfd: fill_rest() and teardown
-    std::atomic<bool> fill_{true}, quit_{false};
+    unique_fd done_;                // eventfd: the thread has ended
+    std::atomic<bool> fill_{true}, quit_{false}, finished_{false};
     std::atomic<uint64_t> faults_{0};
     ImageLoadStats stats_;
     std::exception_ptr error_;
