@@ -324,6 +324,16 @@ void StreamReader::handle_vmm(const json &doc, const std::string &where) {
         m.cgroups = static_cast<int>(u64_of(doc, {"cgroup_count", "cgroups"}));
         m.workers = static_cast<int>(u64_of(doc, {"worker_count", "workers"}));
         m.total_iterations = u64_of(doc, {"total_iterations", "iterations"});
+        if (const json *c = field(doc, {"cpusets"}); c && c->is_object())
+            for (auto it = c->begin(); it != c->end(); ++it) {
+                std::optional<std::vector<int>> cpus;
+                if (it->is_array()) {
+                    cpus.emplace();
+                    for (auto &v : *it)
+                        if (v.is_number_integer() && v.get<int64_t>() >= 0 && v.get<int64_t>() < 65536) cpus->push_back(v.get<int>());
+                }
+                m.cpusets.emplace_back(it.key(), std::move(cpus));
+            }
         s.steps.push_back(m);
     } else if (event == "worker_report") {
         current_scenario(where).workers.push_back(worker_from(doc));

@@ -123,6 +123,20 @@ void cgroup_table(std::ostringstream &o, const std::vector<CgroupStats> &cgs) {
     }
 }
 
+// Which CPUs each cgroup was given, per step, when any cpuset was set
+// ("all": no cpuset), to read next to the table's "ran on".
+void step_cpusets(std::ostringstream &o, const std::vector<StepMark> &steps) {
+    bool any = false;
+    for (const auto &st : steps)
+        for (const auto &[name, cpus] : st.cpusets) any = any || cpus.has_value();
+    if (!any) return;
+    for (const auto &st : steps) {
+        o << "    step " << st.index << " cpusets:";
+        for (const auto &[name, cpus] : st.cpusets) o << "  " << name << " " << (!cpus ? "all" : cpus->empty() ? "-" : cpulist(*cpus));
+        o << "\n";
+    }
+}
+
 void finding_lines(std::ostringstream &o, const std::vector<Finding> &fs, const char *indent) {
     for (const auto &f : fs) {
         o << indent << f.message << "\n";
@@ -166,6 +180,7 @@ std::string render_text(const Report &rep, bool color) {
                 o << "    steps:";
                 for (const auto &st : s.steps) o << " " << st.index << "@+" << fmtd("%.2f", st.at_s) << "s";
                 o << "\n";
+                step_cpusets(o, s.steps);
             }
             cgroup_table(o, sr.cgroups);
         }
@@ -247,7 +262,7 @@ ojson render_json(const Report &rep) {
             jr["kernel"] = r.kernel;
             jr["topology"] = r.topology;
             jr["accel"] = r.accel;
-            jr["scheduler"] = run_scheduler(r);   // "eevdf" or the sched_ext ops name
+            jr["scheduler"] = run_scheduler(r);   // "eevdf" or the scheduler binary's name
             jr["cpus"] = r.cpus;
         }
         if (r.exit) {
@@ -270,9 +285,12 @@ ojson render_json(const Report &rep) {
             js["findings"] = findings_json(sr.findings);
             if (!sr.notes.empty()) js["notes"] = findings_json(sr.notes);
             ojson steps = ojson::array();
-            for (const auto &st : s.steps)
+            for (const auto &st : s.steps) {
+                ojson cs = ojson::object();
+                for (const auto &[name, cpus] : st.cpusets) cs[name] = cpus ? ojson(cpulist(*cpus)) : ojson(nullptr);
                 steps.push_back({{"index", st.index}, {"at_s", st.at_s}, {"op_count", st.op_count},
-                                 {"cgroups", st.cgroups}, {"workers", st.workers}});
+                                 {"cgroups", st.cgroups}, {"workers", st.workers}, {"cpusets", cs}});
+            }
             js["steps"] = steps;
             ojson cgs = ojson::array();
             for (const auto &c : sr.cgroups)

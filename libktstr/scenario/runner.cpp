@@ -262,6 +262,10 @@ private:
         for (auto &g : groups_)
             if (g.workers) workers += g.workers->pids().size(), iterations += g.workers->total_iterations();
         e["cgroup_count"] = state_.size();
+        ojson cpusets = ojson::object();   // null: no cpuset (all CPUs)
+        for (auto &[name, st] : state_)
+            cpusets[name] = st.cpuset ? ojson(std::vector<uint32_t>(st.cpuset->begin(), st.cpuset->end())) : ojson(nullptr);
+        e["cpusets"] = cpusets;
         e["worker_count"] = workers;
         e["total_iterations"] = iterations;
         emit(e);
@@ -466,7 +470,11 @@ RunOutcome run_scenario(const Scenario &s, const CpuLayout &layout, const RunOpt
     start["workers_per_cgroup"] = opt.ctx.workers_per_cgroup;
     start["settle_ms"] = opt.ctx.settle_ms;
     if (opt.scheduler) {
-        start["scheduler"] = {{"pid", opt.scheduler->pid()}, {"ops", opt.scheduler->ops_name()},
+        // "name" (the binary's, e.g. scx_simple) is what reports show; "ops"
+        // is what sched_ext calls it (simple).
+        const std::string &path = opt.scheduler->path();
+        start["scheduler"] = {{"name", path.substr(path.rfind('/') + 1)}, {"path", path},
+                              {"pid", opt.scheduler->pid()}, {"ops", opt.scheduler->ops_name()},
                               {"enable_s", opt.scheduler->enable_seconds()}};
     } else {
         start["scheduler"] = "eevdf";

@@ -14,6 +14,7 @@ run_scenario 1n2l2c1t steady --scheduler "$SCX/scx_simple" "${SCHED_TIMEOUT[@]}"
 assert_eq 0 "$RC" "steady under scx_simple: exit status"
 assert_eq true "$(end_json | jq -r .passed)" "steady under scx_simple: passed"
 assert_eq simple "$(jq -r 'select(.event=="scenario_start") | .scheduler.ops' "$OUT")" "scx_simple attached"
+assert_eq scx_simple "$(jq -r 'select(.event=="scenario_start") | .scheduler.name' "$OUT")" "scenario_start names the binary"
 assert_eq true "$(check_json scheduler '' | jq -r .passed)" "scx_simple alive through the run"
 # scenario_end records the scheduler as the run left it (the harness stops it afterwards)
 assert_eq running "$(end_json | jq -r .scheduler.status)" "scx_simple still running when the scenario ended"

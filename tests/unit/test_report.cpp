@@ -588,3 +588,35 @@ TEST_CASE("HTML: self-contained, verdict banner first, one timeline row per CPU,
     CHECK(h.find("<script") == std::string::npos);
     CHECK(h.find("<link") == std::string::npos);
 }
+
+TEST_CASE("scheduler name: the binary's name from scenario_start, the ops name from older streams") {
+    auto start = [](const std::string &sched) {
+        return vmm("boot", 0) + vmm("scenario_start", 1, cat("\"scenario\":\"steady\",\"scheduler\":", sched)) +
+               vmm("scenario_end", 3, "\"passed\":true") + EXIT0;
+    };
+    Run now = read_text(start(R"({"name":"scx_simple","path":"/ktstr-sched/scx_simple","pid":7,"ops":"simple"})"));
+    REQUIRE(now.scenarios.size() == 1);
+    CHECK(now.scenarios[0].scheduler == "scx_simple");
+    Run older = read_text(start(R"({"pid":7,"ops":"simple","enable_s":0.1})"));
+    CHECK(older.scenarios[0].scheduler == "simple");
+    CHECK(read_text(start("\"eevdf\"")).scenarios[0].scheduler == "eevdf");
+}
+
+TEST_CASE("per-step cpusets: read from step events, one line per step in text, CPU lists in JSON") {
+    std::string stream = vmm("boot", 0) + vmm("scenario_start", 1, "\"scenario\":\"resize\"") +
+                         vmm("step", 1.5, R"("step_index":0,"cpusets":{"cg_0":[0,1,2],"cg_1":null})") +
+                         vmm("step", 2.5, R"("step_index":1,"cpusets":{"cg_0":[0],"cg_1":[1,3]})") +
+                         vmm("scenario_end", 3, "\"passed\":true") + EXIT0;
+    std::vector<Run> runs{read_text(stream)};
+    REQUIRE(runs[0].scenarios.at(0).steps.size() == 2);
+    CHECK(runs[0].scenarios[0].steps[0].cpusets.size() == 2);
+    std::string t = render_text(evaluate_runs(runs));
+    CHECK(t.find("    step 0 cpusets:  cg_0 0-2  cg_1 all\n") != std::string::npos);
+    CHECK(t.find("    step 1 cpusets:  cg_0 0  cg_1 1,3\n") != std::string::npos);
+    ojson j = render_json(evaluate_runs(runs));
+    CHECK(j["runs"][0]["scenarios"][0]["steps"][1]["cpusets"] == ojson{{"cg_0", "0"}, {"cg_1", "1,3"}});
+    CHECK(j["runs"][0]["scenarios"][0]["steps"][0]["cpusets"]["cg_1"].is_null());
+    // Without any cpuset there is no such line.
+    std::vector<Run> plain{read_text(vmm("boot", 0) + passing_scenario("steady", 1) + EXIT0)};
+    CHECK(render_text(evaluate_runs(plain)).find("cpusets:") == std::string::npos);
+}

@@ -315,6 +315,24 @@ TEST_CASE("run_scenario end to end on the host (temp dir as cgroup root)") {
     CHECK_FALSE(is_dir(t.path + "/ktstr"));   // cleaned up
 }
 
+TEST_CASE("run_scenario: each step event carries every cgroup's cpuset (null: none)") {
+    TempDir t;
+    CpuLayout layout = CpuLayout::parse("1n2l2c1t");
+    Scenario s = load_scenario_text(R"({"schema":"ktstr.scenario/1","name":"sets",
+      "steps":[{"setup":[{"name":"a","cpuset":{"exact":[2,3]},"works":[{"work_type":"YieldHeavy","workers":1}]},
+                         {"name":"b","works":[{"work_type":"YieldHeavy","workers":1}]}],"hold":{"ms":100}},
+               {"ops":[{"op":"clear_cpuset","cgroup":"a"},{"op":"set_cpuset","cgroup":"b","cpus":{"exact":[0]}}],
+                "hold":{"ms":100}}]})",
+                                    "sets.json");
+    Captured c;
+    RunOutcome out = run_scenario(s, layout, host_options(t), c.fn());
+    auto steps = c.of("step");
+    REQUIRE(steps.size() == 2);
+    CHECK(steps[0]["cpusets"] == ojson{{"a", {2, 3}}, {"b", nullptr}});
+    CHECK(steps[1]["cpusets"] == ojson{{"a", nullptr}, {"b", {0}}});
+    CHECK(out.verdict.passed);
+}
+
 TEST_CASE("run_scenario: steps, ops, skips, sysctls") {
     TempDir t;
     CpuLayout layout = CpuLayout::parse("1n2l2c1t");

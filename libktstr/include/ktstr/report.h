@@ -45,6 +45,9 @@ struct StepMark {
     int cgroups = 0;
     int workers = 0;
     uint64_t total_iterations = 0;
+    // Each cgroup's cpuset while the step ran: CPU list, or nullopt for none
+    // (all CPUs), in cgroup name order; empty in streams from before it was recorded.
+    std::vector<std::pair<std::string, std::optional<std::vector<int>>>> cpusets{};
 };
 
 // One worker's report (scenarios.md 4.2), keyed by the cgroup it ran in.

@@ -128,6 +128,7 @@ public:
     static std::unique_ptr<Scheduler> start(const SchedulerOptions &opt);
     ~Scheduler();
     pid_t pid() const { return pid_; }
+    const std::string &path() const { return opt_.path; }
     const std::string &ops_name() const { return ops_; }
     double enable_seconds() const { return enable_s_; }
     // Still running and still attached?  Caches the end once seen.
