@@ -70,10 +70,10 @@ std::string help_text() {
         "both its absolute gate and its relative gate; a change from A = 0 is never significant.\n"
         "Repeated runs of a test are averaged (only when all of them passed); each side's standard\n"
         "deviation and, with 3+ runs per side, a Mann-Whitney p-value are shown.  Exits 1 when\n"
-        "anything regressed, 0 otherwise, 2 when no test appears on both sides or on bad input.\n"
+        "anything regressed, 0 otherwise, 2 when no test appears on both sides or on bad input, 3 when\n"
+        "an output file could not be written.\n"
         "Compare options:\n",
-        cli::format_options(join(COMMON, COMPARE)),
-        "\n", cli::EXIT_CODES_HELP);
+        cli::format_options(join(COMMON, COMPARE)));
 }
 
 EvaluateOptions evaluate_options(const cli::Args &a) {

@@ -48,7 +48,7 @@ const std::vector<cli::Option> &options() {
         {"no-ring", 0, "", "with --exec: the agent reports over COM2 only (tests the fallback)"},
         {"elf", 0, "FILE", "KVM: boot this ELF64 (the kernel's vmlinux, or a test guest) through its entry point "
                            "instead of the bzImage; 'vmlinux' = the kernel's own (--kernel optional with a FILE)"},
-        {"scenario", 's', "NAME|FILE", "run a canned scenario or a ktstr.scenario/1 file in the guest (repeatable: "
+        {"scenario", 's', "NAME|FILE", "run a canned scenario or a ktstr.scenario/1 file in the guest (several: "
                                         "one boot, in order); its events on stdout, exit 1 when a check fails", true},
         {"list-scenarios", 0, "", "print the canned scenarios (name, category, description) and exit"},
         {"json", 0, "", "with --list-scenarios: one ktstr.scenario/1 document per line instead of the table"},
@@ -57,10 +57,10 @@ const std::vector<cli::Option> &options() {
                              "naming the problem"},
         {"scheduler", 0, "PATH", "with --scenario: the sched_ext scheduler under test (packed with its libraries, "
                                  "started before each scenario); default EEVDF"},
-        {"sched-args", 0, "ARGS", "with --scheduler: its arguments, split at spaces (repeatable)", true},
+        {"sched-args", 0, "ARGS", "with --scheduler: its arguments, split at spaces", true},
         {"sched-timeout", 0, "SECONDS", "with --scheduler: how long sched_ext may take to report it enabled (default 10)"},
         {"check", 0, "NAME=VALUE", "with --scenario: override a check (e.g. max_gap_ms=500, isolation=true, "
-                                   "max_spread_pct=false), on top of the scenario's (repeatable)", true},
+                                   "max_spread_pct=false), on top of the scenario's", true},
         {"duration", 0, "SECONDS", "with --scenario: the run's duration; holds given as fractions scale with it (default 2)"},
         {"workers", 0, "N", "with --scenario: workers per cgroup where a scenario says per_cgroup (default 2)"},
         {"settle", 0, "MS", "with --scenario: pause after creating cgroups (default 500)"},
@@ -68,7 +68,8 @@ const std::vector<cli::Option> &options() {
         {"kvm-image-load", 0, "MODE", "KVM: kernel/initramfs bytes into guest RAM lazy|eager|auto (lazy: the guest starts "
                                       "at once, pages fill on first touch and in the background, via userfaultfd; "
                                       "default auto: lazy where userfaultfd is usable)"},
-        {"stop-on", 0, "TEXT", "stop the guest (exit 0) once every such text appeared on the console", true},
+        {"stop-on", 0, "TEXT", "stop the guest (exit 0) once every such text appeared on the console; implies "
+                               "--kernel-log unless --loglevel is given", true},
         {"verbose", 'v', "", "debug messages (e.g. the QEMU command line) on stderr"},
     };
     return opts;
@@ -117,6 +118,9 @@ VmConfig config_from(const cli::Args &a) {
         elf = c.kernel.vmlinux;
     }
     c.kvm_elf = elf;
+    if (c.accel == Accel::tcg && !elf.empty())
+        fail(ErrorKind::usage, "--elf: only the KVM accelerator boots an ELF through its entry point; "
+                               "TCG boots the bzImage (drop --elf, or use --accel kvm)");
     c.kvm_quirks = a.get("kvm-quirks", "auto");
     parse_quirk_mode(c.kvm_quirks);   // checked here, for every accelerator and --dry-run
     c.kvm_image_load = a.get("kvm-image-load", "auto");
@@ -131,7 +135,12 @@ VmConfig config_from(const cli::Args &a) {
     c.shm_size = a.get_u64("shm-mb", 16) * MiB;
     c.timeout_s = a.get_double("timeout", a.has("shell") ? 0 : 60);   // a person at a shell takes their time
     c.kaslr = !a.has("nokaslr");
-    c.kernel_verbose = a.has("kernel-log");
+    // --stop-on waits for kernel messages, which the default loglevel keeps
+    // off the console (and early ones need earlyprintk): it implies --kernel-log
+    // unless a --loglevel says otherwise.
+    c.kernel_verbose = a.has("kernel-log") || (a.has("stop-on") && !a.has("loglevel"));
+    if (c.kernel_verbose && !a.has("kernel-log"))
+        log::info("--stop-on: kernel log on (as --kernel-log) so the texts can reach the console");
     c.kernel_loglevel = unsigned(a.get_u64("loglevel", 0));
     if (c.kernel_loglevel > 8) fail(ErrorKind::usage, "--loglevel ", c.kernel_loglevel, ": expected 0..8");
     c.qemu_binary = a.get("qemu");
@@ -226,6 +235,12 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
                              : choose_accel(config.accel);
     if (config.accel == Accel::automatic) log::info("accelerator ", accel_name(choice.accel), ": ", choice.reason);
     config.accel = choice.accel;
+    if (config.accel == Accel::tcg && !config.kvm_elf.empty()) {
+        if (config.kernel.bzimage.empty())
+            fail(ErrorKind::environment, "--elf ", config.kvm_elf, ": only the KVM accelerator boots an ELF, and ",
+                 choice.reason);
+        log::warn("--elf is for the KVM accelerator; TCG boots ", config.kernel.bzimage, " instead");
+    }
 
     StopSource stop;
     auto signal_guard = stop.install_signal_handlers();
@@ -241,11 +256,6 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
     if (a.has("com2")) {
         com2.emplace(StreamSink::Port::com2, a.get("com2"));
         observers.add(&*com2);
-    }
-    std::optional<ConsoleStopObserver> stop_on;
-    if (a.has("stop-on")) {
-        stop_on.emplace(a.all("stop-on"));
-        observers.add(&*stop_on);
     }
     std::optional<MonitorSocketServer> monitor;
     if (a.has("monitor-socket")) {
@@ -301,6 +311,12 @@ int run(const std::vector<std::string> &tokens, EventStream &events) {
         };
     GuestJobObserver guest(events, gopt);
     observers.add(&guest);
+    // Last: its on_exit has the final word on a run it stopped (exit 0).
+    std::optional<ConsoleStopObserver> stop_on;
+    if (a.has("stop-on")) {
+        stop_on.emplace(a.all("stop-on"));
+        observers.add(&*stop_on);
+    }
 
     ExitResult result = run_vm(config, observers, stop);
     raw_terminal.reset();

@@ -30,6 +30,10 @@ std::string run_header(const Run &r);
 
 std::string xml_escape(const std::string &s);
 
+// "step 1 cpusets:  cg_0 0  cg_1 all" per step ("all": no cpuset), or nothing
+// when no step gave any cgroup a cpuset.
+std::vector<std::string> step_cpuset_lines(const std::vector<StepMark> &steps);
+
 // Display name of a scenario: "steady [1n2l2c1t]" (plus flags when given).
 std::string scenario_title(const ScenarioRun &s);
 

@@ -61,6 +61,19 @@ std::string name_of(const json &doc, std::initializer_list<const char *> names, 
     return dflt;
 }
 
+// A scenario's scheduler as reports name it: "eevdf", or the binary's name
+// followed by its arguments ("scx_simple -f"), so runs that differ only in
+// them stay apart (older streams: the ops name).
+std::string scheduler_of(const json &doc, const std::string &dflt) {
+    std::string name = name_of(doc, {"scheduler"}, {"name", "ops", "path"}, dflt);
+    const json *v = field(doc, {"scheduler"});
+    if (v && v->is_object())
+        if (auto it = v->find("args"); it != v->end() && it->is_array())
+            for (auto &arg : *it)
+                if (arg.is_string()) name += " " + arg.get<std::string>();
+    return name;
+}
+
 std::optional<double> num_of(const json &doc, std::initializer_list<const char *> names) {
     const json *v = field(doc, names);
     if (v && v->is_number()) return v->get<double>();
@@ -301,13 +314,13 @@ void StreamReader::handle_vmm(const json &doc, const std::string &where) {
         run_.kernel = str_of(doc, {"kernel_version", "version", "kernel"}, run_.kernel);
         run_.topology = name_of(doc, {"topology"}, {"label"}, run_.topology);
         run_.accel = str_of(doc, {"accel"}, run_.accel);
-        run_.scheduler = name_of(doc, {"scheduler"}, {"name", "ops", "path"}, run_.scheduler);
+        run_.scheduler = scheduler_of(doc, run_.scheduler);
         if (auto c = num_of(doc, {"cpus", "num_cpus"})) run_.cpus = static_cast<int>(*c);
     } else if (event == "scenario_start") {
         ScenarioRun s;
         s.name = str_of(doc, {"scenario", "name"}, "(unnamed)");
         s.topology = name_of(doc, {"topology"}, {"label"}, run_.topology);
-        s.scheduler = name_of(doc, {"scheduler"}, {"name", "ops", "path"}, run_.scheduler);
+        s.scheduler = scheduler_of(doc, run_.scheduler);
         s.work_type = str_of(doc, {"work_type"});
         s.flags = flags_of(doc);
         if (const json *c = field(doc, {"checks"}); c && c->is_object()) s.checks_config = *c;

@@ -1,6 +1,8 @@
 // libktstr/report: the text summary, ktstr.report/1 JSON and JUnit XML.
 #include <algorithm>
+#include <map>
 #include <sstream>
+#include <utility>
 
 #include "format.h"
 #include "ktstr/util.h"
@@ -51,6 +53,20 @@ std::string run_header(const Run &r) {
     std::string out;
     for (auto &p : parts) out += (out.empty() ? "" : "  ") + p;
     return out;
+}
+
+std::vector<std::string> step_cpuset_lines(const std::vector<StepMark> &steps) {
+    bool any = false;
+    for (const auto &st : steps)
+        for (const auto &[name, cpus] : st.cpusets) any = any || cpus.has_value();
+    std::vector<std::string> lines;
+    if (!any) return lines;
+    for (const auto &st : steps) {
+        std::string l = cat("step ", st.index, " cpusets:");
+        for (const auto &[name, cpus] : st.cpusets) l += cat("  ", name, " ", !cpus ? "all" : cpus->empty() ? "-" : cpulist(*cpus));
+        lines.push_back(l);
+    }
+    return lines;
 }
 
 std::string xml_escape(const std::string &s) {
@@ -123,20 +139,6 @@ void cgroup_table(std::ostringstream &o, const std::vector<CgroupStats> &cgs) {
     }
 }
 
-// Which CPUs each cgroup was given, per step, when any cpuset was set
-// ("all": no cpuset), to read next to the table's "ran on".
-void step_cpusets(std::ostringstream &o, const std::vector<StepMark> &steps) {
-    bool any = false;
-    for (const auto &st : steps)
-        for (const auto &[name, cpus] : st.cpusets) any = any || cpus.has_value();
-    if (!any) return;
-    for (const auto &st : steps) {
-        o << "    step " << st.index << " cpusets:";
-        for (const auto &[name, cpus] : st.cpusets) o << "  " << name << " " << (!cpus ? "all" : cpus->empty() ? "-" : cpulist(*cpus));
-        o << "\n";
-    }
-}
-
 void finding_lines(std::ostringstream &o, const std::vector<Finding> &fs, const char *indent) {
     for (const auto &f : fs) {
         o << indent << f.message << "\n";
@@ -180,7 +182,7 @@ std::string render_text(const Report &rep, bool color) {
                 o << "    steps:";
                 for (const auto &st : s.steps) o << " " << st.index << "@+" << fmtd("%.2f", st.at_s) << "s";
                 o << "\n";
-                step_cpusets(o, s.steps);
+                for (auto &line : step_cpuset_lines(s.steps)) o << "    " << line << "\n";
             }
             cgroup_table(o, sr.cgroups);
         }
@@ -214,6 +216,17 @@ std::string render_text(const Report &rep, bool color) {
     else
         o << rep.failed << " failed, " << rep.passed << " passed, " << rep.skipped << " skipped, " << rep.inconclusive
           << " inconclusive";
+    if (rep.runs.size() > 1) {
+        // Scenario counts leave out runs that never reached one: count runs too.
+        std::map<Verdict, size_t> by;
+        for (const auto &rr : rep.runs) by[rr.verdict]++;
+        o << "; runs:";
+        const char *sep = " ";
+        const std::pair<Verdict, const char *> kinds[] = {
+            {Verdict::fail, "failed"}, {Verdict::pass, "passed"}, {Verdict::skip, "skipped"}, {Verdict::inconclusive, "inconclusive"}};
+        for (auto [v, word] : kinds)
+            if (by[v]) o << std::exchange(sep, ", ") << by[v] << " " << word;
+    }
     o << "; " << rep.reason << ")\n";
     return o.str();
 }

@@ -226,7 +226,7 @@ std::string render_html(const Report &rep) {
                 finding_list(o, sr.notes, "note");
             }
             if (!sr.cgroups.empty()) {
-                o << "<table><tr><th>cgroup</th><th>workers</th><th>cpus</th><th>spread</th><th>max gap</th>"
+                o << "<table><tr><th>cgroup</th><th>workers</th><th>ran on</th><th>spread</th><th>max gap</th>"
                      "<th>migrations</th><th>iterations</th></tr>\n";
                 for (const auto &c : sr.cgroups)
                     o << "<tr><td>" << xml_escape(c.name) << "</td><td>" << c.workers << "</td><td>" << cpulist(c.cpus)
@@ -235,6 +235,7 @@ std::string render_html(const Report &rep) {
                       << "</td><td>" << c.iterations << "</td></tr>\n";
                 o << "</table>\n";
             }
+            for (auto &line : step_cpuset_lines(s.steps)) o << "<p class=\"muted\">" << xml_escape(line) << "</p>\n";
         }
     }
     o << "</main></body></html>\n";

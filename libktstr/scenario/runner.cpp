@@ -473,7 +473,7 @@ RunOutcome run_scenario(const Scenario &s, const CpuLayout &layout, const RunOpt
         // "name" (the binary's, e.g. scx_simple) is what reports show; "ops"
         // is what sched_ext calls it (simple).
         const std::string &path = opt.scheduler->path();
-        start["scheduler"] = {{"name", path.substr(path.rfind('/') + 1)}, {"path", path},
+        start["scheduler"] = {{"name", path.substr(path.rfind('/') + 1)}, {"path", path}, {"args", opt.scheduler->args()},
                               {"pid", opt.scheduler->pid()}, {"ops", opt.scheduler->ops_name()},
                               {"enable_s", opt.scheduler->enable_seconds()}};
     } else {

@@ -163,11 +163,11 @@ size_t read_full(int fd, void *buf, size_t len) {
 void write_file_atomic(const std::string &path, std::string_view data, mode_t mode) {
     std::string tmp = cat(path, ".tmp-", ::getpid());
     unique_fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
-    if (!fd) fail_errno(ErrorKind::environment, "cannot create " + tmp);
+    if (!fd) fail_errno(ErrorKind::environment, cat("cannot write ", path, " (creating ", tmp, ")"));
     try {
         write_all(fd.get(), data);
         if (::fchmod(fd.get(), mode) != 0 || ::fsync(fd.get()) != 0)
-            fail_errno(ErrorKind::environment, "cannot write " + tmp);
+            fail_errno(ErrorKind::environment, cat("cannot write ", path, " (writing ", tmp, ")"));
         fd.reset();
         if (::rename(tmp.c_str(), path.c_str()) != 0)
             fail_errno(ErrorKind::environment, "cannot rename " + tmp + " to " + path);

@@ -133,6 +133,12 @@ vmm spin 1n1l2c1t --timeout 1
 assert_eq timeout "$REASON" "--timeout ends a spinning guest"
 assert_eq 3 "$RC" "timeout exits 3"
 
+# --stop-on: the run ends once the text was on the console, with exit 0.
+vmm spin 1n1l1c1t --stop-on spinning
+assert_eq stopped "$REASON" "--stop-on ends a spinning guest"
+assert_eq 0 "$RC" "--stop-on exits 0"
+assert_eq "every --stop-on text appeared on the console" "$(jq -r .detail <<<"$EXIT")" "--stop-on detail"
+
 # SIGTERM tears down cleanly (exit event, exit 3, no stray process).
 ktstr-vmm --accel kvm --elf "$G/spin.elf" --topology 1n1l2c1t --memory-mb 256 --timeout 0 \
     --console none >"$TMP/ev" 2>"$TMP/err" &

@@ -600,6 +600,9 @@ TEST_CASE("scheduler name: the binary's name from scenario_start, the ops name f
     Run older = read_text(start(R"({"pid":7,"ops":"simple","enable_s":0.1})"));
     CHECK(older.scenarios[0].scheduler == "simple");
     CHECK(read_text(start("\"eevdf\"")).scenarios[0].scheduler == "eevdf");
+    // Arguments are part of the name: runs with and without -f stay apart.
+    Run args = read_text(start(R"({"name":"scx_simple","args":["-f","-s","20000"],"ops":"simple"})"));
+    CHECK(args.scenarios[0].scheduler == "scx_simple -f -s 20000");
 }
 
 TEST_CASE("per-step cpusets: read from step events, one line per step in text, CPU lists in JSON") {
@@ -616,7 +619,17 @@ TEST_CASE("per-step cpusets: read from step events, one line per step in text, C
     ojson j = render_json(evaluate_runs(runs));
     CHECK(j["runs"][0]["scenarios"][0]["steps"][1]["cpusets"] == ojson{{"cg_0", "0"}, {"cg_1", "1,3"}});
     CHECK(j["runs"][0]["scenarios"][0]["steps"][0]["cpusets"]["cg_1"].is_null());
+    std::string h = render_html(evaluate_runs(runs));
+    CHECK(h.find("<p class=\"muted\">step 1 cpusets:  cg_0 0  cg_1 1,3</p>") != std::string::npos);
     // Without any cpuset there is no such line.
     std::vector<Run> plain{read_text(vmm("boot", 0) + passing_scenario("steady", 1) + EXIT0)};
     CHECK(render_text(evaluate_runs(plain)).find("cpusets:") == std::string::npos);
+}
+
+TEST_CASE("text summary: with several runs the RESULT line counts runs as well as scenarios") {
+    std::vector<Run> runs{read_text(vmm("boot", 0) + passing_scenario("steady", 1) + EXIT0),
+                          read_text(vmm("boot", 0) + vmm("exit", 3, R"("reason":"stopped","exit_code":0)"))};
+    std::string t = render_text(evaluate_runs(runs));
+    CHECK(t.find("RESULT: INCONCLUSIVE (0 failed, 1 passed, 0 skipped, 0 inconclusive; runs: 1 passed, 1 inconclusive; ") !=
+          std::string::npos);
 }

@@ -129,6 +129,7 @@ public:
     ~Scheduler();
     pid_t pid() const { return pid_; }
     const std::string &path() const { return opt_.path; }
+    const std::vector<std::string> &args() const { return opt_.args; }
     const std::string &ops_name() const { return ops_; }
     double enable_seconds() const { return enable_s_; }
     // Still running and still attached?  Caches the end once seen.

@@ -29,6 +29,7 @@ boot() { # TOPO MEMORY_MB [STOP-TEXT]
         echo "kernel console tail:"; tail -n 20 "$TMP/console"
         die "$topo: the kernel did not print '$stop' ($(jq -r .detail <<<"$EXIT"))"
     fi
+    assert_eq 0 "$RC" "$topo: a run ended by --stop-on exits 0"
 }
 
 check() { # TOPO MEMORY_MB CPUS NODES
