@@ -88,6 +88,10 @@ void GuestJobObserver::on_exit(const GuestRam &, ExitResult &r) {
     session_.finish(shm_, shm_size_);
     const wire::Outcome &o = session_.outcome();
     r.guest_exit_code = o.exit_code();
+    // The agent ends every run with a reboot once it has reported: that reset
+    // is the normal end, not a crash (the backend alone cannot tell).
+    if (o.exit_code() && r.reason == ExitReason::reboot)
+        r.detail = cat("the guest agent reported exit code ", *o.exit_code(), " and rebooted to end the run");
     auto st = session_.stats();
     r.extra["guest_exit_source"] = o.exit_source();
     if (o.crash()) r.extra["guest_crash"] = *o.crash();

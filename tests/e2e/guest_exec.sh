@@ -20,6 +20,8 @@ assert_contains "$(cat "$TMP/err1")" "to-stderr" "guest stderr on stderr"
 assert_eq exit "$(tail -n 1 "$TMP/ev1.jsonl" | jq -r .event)" "last event"
 assert_eq ring "$(tail -n 1 "$TMP/ev1.jsonl" | jq -r .guest_exit_source)" "exit code came through the ring"
 assert_eq 0 "$(tail -n 1 "$TMP/ev1.jsonl" | jq -r .exit_code)" "exit event code"
+assert_eq "the guest agent reported exit code 0 and rebooted to end the run" \
+    "$(tail -n 1 "$TMP/ev1.jsonl" | jq -r .detail)" "the agent's closing reboot is named as the normal end"
 
 t0=$(date +%s.%N)
 run_rc vmm --exec 'exit 7' >"$TMP/out2" 2>"$TMP/err2"
