@@ -74,6 +74,12 @@ void write(Level l, const std::string &msg) {
 
 // ---- RAII ---------------------------------------------------------------------
 
+void notify_eventfd(int fd) {
+    uint64_t one = 1;
+    ssize_t n = ::write(fd, &one, sizeof one);
+    (void)n;
+}
+
 void unique_fd::reset(int fd) {
     if (fd_ >= 0 && fd_ != fd) ::close(fd_);
     fd_ = fd;

@@ -97,9 +97,7 @@ MonitorSocketServer::~MonitorSocketServer() {
         closed_ = true;
     }
     cv_.notify_all();
-    uint64_t one = 1;
-    ssize_t n = ::write(wake_.get(), &one, sizeof one);
-    (void)n;
+    notify_eventfd(wake_.get());
     if (thread_.joinable()) thread_.join();
     ::unlink(path_.c_str());
 }

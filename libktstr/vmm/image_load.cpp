@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstring>
 
 #include <fcntl.h>
@@ -19,10 +18,6 @@
 namespace ktstr::vmm {
 
 namespace {
-
-double now_ms() {
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // The background fill copies this much between looks at the fault queue, so
 // a faulting vCPU waits at most about one such copy.
@@ -58,39 +53,36 @@ ImageLoadMode parse_image_load_mode(const std::string &s) {
     fail(ErrorKind::usage, "--kvm-image-load: '", s, "' is not a mode (auto, lazy or eager)");
 }
 
-const char *image_load_mode_name(ImageLoadMode m) {
-    switch (m) {
-    case ImageLoadMode::automatic: return "auto";
-    case ImageLoadMode::lazy: return "lazy";
-    case ImageLoadMode::eager: return "eager";
-    }
-    return "?";
+namespace {
+
+[[noreturn]] void fail_outside_ram(const GuestRam &ram, const ImageSpan &s) {
+    fail(ErrorKind::usage, s.what, ": ", s.len >> 10, " KiB at guest address 0x", hex16(s.gpa),
+         " do not fit in guest RAM (", ram.total_size() >> 20, " MiB); give the guest more memory");
 }
 
+}  // namespace
+
 void check_image_span(const GuestRam &ram, const ImageSpan &s) {
-    if (!ram.host(s.gpa, s.len))
-        fail(ErrorKind::usage, s.what, ": ", s.len >> 10, " KiB at guest address 0x", hex16(s.gpa),
-             " do not fit in guest RAM (", ram.total_size() >> 20, " MiB); give the guest more memory");
+    if (!ram.host(s.gpa, s.len)) fail_outside_ram(ram, s);
     check_file_range(s.fd, s.file_offset, s.len, s.what);
 }
 
 ImageLoadStats load_images_now(const GuestRam &ram, const std::vector<ImageSpan> &spans) {
-    const double t0 = now_ms();
+    const Clock::time_point t0 = Clock::now();
     ImageLoadStats st;
     for (auto &s : spans) {
-        check_image_span(ram, s);
-        ram.load_file(s.gpa, s.fd, s.file_offset, s.len, s.what);
+        // load_file makes check_image_span's checks; false: not inside guest RAM.
+        if (!ram.load_file(s.gpa, s.fd, s.file_offset, s.len, s.what)) fail_outside_ram(ram, s);
         st.bytes += s.len;
     }
-    st.fill_ms = now_ms() - t0;
+    st.fill_ms = seconds_since(t0) * 1000;
     return st;
 }
 
 std::unique_ptr<LazyImageLoader> LazyImageLoader::start(const GuestRam &ram, const std::vector<ImageSpan> &spans,
                                                         std::string &why_not, bool background_fill) {
     std::unique_ptr<LazyImageLoader> l(new LazyImageLoader());
-    l->start_ms_ = now_ms();
-    l->ram_ = &ram;
+    l->start_ = Clock::now();
     l->page_ = uint64_t(::sysconf(_SC_PAGESIZE));
     l->fill_.store(background_fill);
     const uint64_t pg = l->page_;
@@ -162,18 +154,14 @@ std::unique_ptr<LazyImageLoader> LazyImageLoader::start(const GuestRam &ram, con
 LazyImageLoader::~LazyImageLoader() {
     if (thread_.joinable()) {
         quit_.store(true);
-        uint64_t one = 1;
-        ssize_t w = ::write(go_.get(), &one, sizeof one);
-        (void)w;
+        notify_eventfd(go_.get());
         thread_.join();
     }
 }
 
 void LazyImageLoader::fill_rest() {
     fill_.store(true);
-    uint64_t one = 1;
-    ssize_t w = ::write(go_.get(), &one, sizeof one);
-    (void)w;
+    notify_eventfd(go_.get());
 }
 
 ImageLoadStats LazyImageLoader::wait() {
@@ -228,7 +216,7 @@ void LazyImageLoader::build_page(uint64_t gpa, uint8_t *buf) {
 
 // UFFDIO_COPY of [src, src+len) to dst, waking anyone waiting on those pages.
 // Returns false when it stopped at a page that is already present (dst+done).
-bool LazyImageLoader::copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint64_t &done, bool wake) {
+bool LazyImageLoader::copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint64_t &done) {
     done = 0;
     int idle = 0;   // EAGAIN in a row without progress
     while (done < len) {
@@ -236,7 +224,7 @@ bool LazyImageLoader::copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint6
         c.dst = uint64_t(uintptr_t(dst + done));
         c.src = uint64_t(uintptr_t(src + done));
         c.len = len - done;
-        c.mode = wake ? 0 : UFFDIO_COPY_MODE_DONTWAKE;
+        c.mode = 0;   // wake
         int rc = ::ioctl(uffd_.get(), UFFDIO_COPY, &c);
         const int err = errno;
         if (c.copy > 0) done += uint64_t(c.copy);
@@ -259,7 +247,7 @@ bool LazyImageLoader::fill_page(uint64_t gpa, uint8_t *host) {
     buf.resize(page_);
     build_page(gpa, buf.data());
     uint64_t done = 0;
-    if (copy(host, buf.data(), page_, done, true)) return true;
+    if (copy(host, buf.data(), page_, done)) return true;
     uffdio_range r{uint64_t(uintptr_t(host)), page_};
     if (::ioctl(uffd_.get(), UFFDIO_WAKE, &r) != 0) fail_errno(ErrorKind::environment, "userfaultfd wake");
     return false;
@@ -312,7 +300,7 @@ void LazyImageLoader::run() {
                 const uint64_t whole_end = gpa + (s->gpa + s->len - gpa) / pg * pg;
                 const uint64_t end = std::min({r.end, gpa + FILL_CHUNK, whole_end});
                 uint64_t done = 0;
-                if (copy(host, s->src.data() + s->src_skip + (gpa - s->gpa), end - gpa, done, true)) {
+                if (copy(host, s->src.data() + s->src_skip + (gpa - s->gpa), end - gpa, done)) {
                     gpa = end;
                 } else {
                     gpa += done + pg;   // touched first and filled then: leave it
@@ -323,15 +311,13 @@ void LazyImageLoader::run() {
     } catch (...) {
         error_ = std::current_exception();
     }
-    stats_.fill_ms = now_ms() - start_ms_;
+    stats_.fill_ms = seconds_since(start_) * 1000;
     // Closing unregisters every range and wakes anyone still waiting; after an
     // error a page not filled reads as zero.
     uffd_.reset();
     for (auto &s : spans_) s.src.reset();
     finished_.store(true);
-    uint64_t one = 1;
-    ssize_t w = ::write(done_.get(), &one, sizeof one);
-    (void)w;
+    notify_eventfd(done_.get());
 }
 
 }  // namespace ktstr::vmm

@@ -268,16 +268,12 @@ void Machine::build_vm() {
     };
     irq_com1_ = irqfd(COM1_IRQ);
     irq_com2_ = irqfd(COM2_IRQ);
-    auto pulse = [](int fd) {
-        uint64_t one = 1;
-        ssize_t r = ::write(fd, &one, sizeof one);
-        (void)r;
-    };
+    // The irqfds raise the UARTs' interrupt lines.
     int c1 = irq_com1_.get(), c2 = irq_com2_.get();
     com1_ = std::make_unique<Uart16550>([this](uint8_t b) { char c = char(b); console_bytes(&c, 1); },
-                                        [pulse, c1] { pulse(c1); });
+                                        [c1] { notify_eventfd(c1); });
     com2_ = std::make_unique<Uart16550>([this](uint8_t b) { char c = char(b); com2_bytes(&c, 1); },
-                                        [pulse, c2] { pulse(c2); });
+                                        [c2] { notify_eventfd(c2); });
 
     try {
         supported_cpuid_ = kvm.supported_cpuid();
@@ -385,8 +381,9 @@ void Machine::setup_vcpu(const KvmVcpu &vcpu, uint32_t cpu) {
     vcpu.set_regs(r);
 }
 
-// The file bytes guest RAM needs (kernel segments, initramfs), checked
-// against RAM and the files; sets initrd_*_. Guest RAM is a fresh memfd, so
+// The file bytes guest RAM needs (kernel segments, initramfs); sets
+// initrd_*_. A segment must fit with its .bss (mem_size), which the span
+// check does not see. Guest RAM is a fresh memfd, so
 // what lies beyond a segment's file bytes (.bss) is already zero.
 std::vector<ImageSpan> Machine::image_spans() {
     const MemoryLayout &m = mem_;
@@ -410,11 +407,9 @@ std::vector<ImageSpan> Machine::image_spans() {
         if (!S_ISREG(st.st_mode)) fail(ErrorKind::input, "initramfs ", cfg_.initrd, ": not a regular file");
         initrd_size_ = uint64_t(st.st_size);
         initrd_gpa_ = place_initrd(kernel_, m, initrd_size_);
-        if (!ram_.host(initrd_gpa_, initrd_size_)) fail(ErrorKind::usage, "initramfs ", cfg_.initrd, " does not fit in guest RAM");
         spans.push_back({initrd_gpa_, initrd_fd_.get(), 0, initrd_size_, cat("initramfs ", cfg_.initrd)});
     }
-    for (auto &sp : spans) check_image_span(ram_, sp);
-    return spans;
+    return spans;   // each loader checks them against RAM and the files (check_image_span)
 }
 
 void Machine::load_guest() {
@@ -477,9 +472,7 @@ void Machine::finish(ExitReason reason, const std::string &detail, int vcpu) {
         end_vcpu_ = vcpu;
         stop_.store(true, std::memory_order_release);
     }
-    uint64_t one = 1;
-    ssize_t r = ::write(wake_.get(), &one, sizeof one);
-    (void)r;
+    notify_eventfd(wake_.get());
     kick_all();
 }
 

@@ -224,9 +224,7 @@ StopSource::StopSource() : event_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
 void StopSource::request(ExitReason reason, int sig) {
     int expected = -1;
     if (reason_.compare_exchange_strong(expected, static_cast<int>(reason))) signal_.store(sig);
-    uint64_t one = 1;
-    ssize_t n = ::write(event_.get(), &one, sizeof one);   // async-signal-safe
-    (void)n;
+    notify_eventfd(event_.get());   // async-signal-safe
 }
 
 std::optional<ExitReason> StopSource::reason() const {

@@ -73,7 +73,6 @@ TEST_CASE("image loading: modes by name; a span must fit in RAM and in its file"
     CHECK(parse_image_load_mode("auto") == ImageLoadMode::automatic);
     CHECK(parse_image_load_mode("lazy") == ImageLoadMode::lazy);
     CHECK(parse_image_load_mode("eager") == ImageLoadMode::eager);
-    CHECK(std::string(image_load_mode_name(ImageLoadMode::lazy)) == "lazy");
     CHECK_THROWS_WITH_AS(parse_image_load_mode("fast"), doctest::Contains("--kvm-image-load: 'fast'"), Error);
 
     GuestRam ram = two_node_ram();

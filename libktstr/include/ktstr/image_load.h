@@ -34,7 +34,6 @@ struct ImageSpan {
 enum class ImageLoadMode { automatic, lazy, eager };
 // "auto", "lazy", "eager"; anything else is Error(usage) naming --kvm-image-load.
 ImageLoadMode parse_image_load_mode(const std::string &s);
-const char *image_load_mode_name(ImageLoadMode m);
 
 struct ImageLoadStats {
     bool lazy = false;
@@ -91,9 +90,8 @@ private:
     bool fill_page(uint64_t gpa, uint8_t *host);
     void build_page(uint64_t gpa, uint8_t *buf);
     const Range *range_at(const uint8_t *host) const;
-    bool copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint64_t &done, bool wake);
+    bool copy(uint8_t *dst, const uint8_t *src, uint64_t len, uint64_t &done);
 
-    const GuestRam *ram_ = nullptr;
     std::vector<Span> spans_;
     std::vector<Range> ranges_;
     unique_fd uffd_;
@@ -107,7 +105,7 @@ private:
     std::thread thread_;
     bool joined_ = false;
     uint64_t page_ = 4096;
-    double start_ms_ = 0;
+    Clock::time_point start_;       // loading began (fill_ms)
 };
 
 }  // namespace ktstr::vmm

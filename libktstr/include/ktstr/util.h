@@ -79,6 +79,10 @@ template <typename... A> void debug(A &&...a) { if (level() >= Level::debug) wri
 
 // ---- RAII holders -----------------------------------------------------------
 
+// Adds 1 to an eventfd (wakes a poller); async-signal-safe, errors ignored
+// (a full counter already wakes it).
+void notify_eventfd(int fd);
+
 class unique_fd {
 public:
     unique_fd() = default;
