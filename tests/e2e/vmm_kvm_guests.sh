@@ -72,7 +72,7 @@ assert_contains "$(sed -n 64p "$TMP/c2")" "com2 line 0000003f" "COM2 lines in or
 # The initramfs arrives byte for byte where boot_params says (an odd size,
 # so the copy's tail is checked too), and its absence is reported.
 # Both ways of loading: lazy (pages filled on first touch and in the
-# background through userfaultfd; the guest touches pages last first) and eager.
+# background through userfaultfd) and eager.
 fnv_line() { python3 -c '
 import os, sys
 h = 0x811c9dc5

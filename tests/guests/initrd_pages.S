@@ -8,18 +8,7 @@
         .include "lib.inc"
         .globl _start
 _start:
-        mov %rsi, %r12                  /* boot_params */
-        mov 0x218(%r12), %r8d           /* ramdisk_image */
-        mov 0x0c0(%r12), %eax           /* ext_ramdisk_image */
-        shl $32, %rax
-        or %rax, %r8
-        mov 0x21c(%r12), %r9d           /* ramdisk_size */
-        mov 0x0c4(%r12), %eax           /* ext_ramdisk_size */
-        shl $32, %rax
-        or %rax, %r9
-        mov $COM1, %dx
-        test %r9, %r9
-        jz none
+        call initrd                     /* %r8 addr, %r9 size, %dx COM1 */
         lea 4095(%r9), %rbx
         shr $12, %rbx                   /* pages */
         mov %rbx, %r11
@@ -44,13 +33,7 @@ _start:
         call putc
         mov $0, %al
         jmp finish
-none:
-        lea t_none(%rip), %rsi
-        call puts
-        mov $1, %al
-        jmp finish
 
         .section .rodata
 t_n:    .asciz "pages: n="
 t_fnv:  .asciz " fnv="
-t_none: .asciz "initrd: none\n"
