@@ -4,6 +4,8 @@
 // layout and its cache.
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <set>
@@ -21,14 +23,6 @@ using namespace ktstr::initramfs;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/ktstr-unit-initramfs.XXXXXX";
-        path = ::mkdtemp(tmpl);
-    }
-    ~TempDir() { run_capture({"rm", "-rf", path}); }
-};
 
 std::string fixture_dir() {
     if (const char *f = getenv("KTSTR_FIXTURES"); f && *f) return f;

@@ -4,6 +4,8 @@
 // pipeline tests use a tiny fake kernel tree whose Makefile "builds" in ms.
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -25,19 +27,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char t[] = "/tmp/ktstr-kbuild-unit-XXXXXX";
-        REQUIRE(::mkdtemp(t));
-        path = t;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string &s) const { return path + "/" + s; }
-};
 
 Getenv env_of(std::map<std::string, std::string> vars) {
     auto shared = std::make_shared<std::map<std::string, std::string>>(std::move(vars));

@@ -2,6 +2,8 @@
 // expressions and tree scan, validation.
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
@@ -33,20 +35,6 @@ bool any_contains(const std::vector<std::string> &v, const std::string &needle) 
 }
 
 // A scratch directory removed at scope exit.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/ktstr-kconfig-unit.XXXXXX";
-        REQUIRE(mkdtemp(tmpl));
-        path = tmpl;
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    void write(const std::string &rel, const std::string &text) const {
-        auto p = std::filesystem::path(path) / rel;
-        std::filesystem::create_directories(p.parent_path());
-        write_file_atomic(p.string(), text);
-    }
-};
 
 kc::Fragment frag(const std::string &name, const std::string &text) { return {name, text}; }
 

@@ -6,6 +6,8 @@
 // sched_ext behaviour is exercised in the guest (tests/e2e/scenario_*.sh).
 #include <doctest/doctest.h>
 
+#include "temp_dir.h"
+
 #include <csignal>
 #include <thread>
 #include <sys/stat.h>
@@ -17,14 +19,6 @@ using namespace ktstr;
 using namespace ktstr::scenario;
 
 namespace {
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char tmpl[] = "/tmp/ktstr-unit-XXXXXX";
-        path = mkdtemp(tmpl);
-    }
-    ~TempDir() { (void)!system(("rm -rf " + path).c_str()); }
-};
 bool is_dir(const std::string &p) {
     struct stat st;
     return stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);

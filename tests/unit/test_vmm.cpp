@@ -13,6 +13,7 @@
 #include "ktstr/qemu.h"
 #include "ktstr/vmm.h"
 #include "ktstr/vmm_frontend.h"
+#include "temp_dir.h"
 #include "vmm_test_util.h"
 
 using namespace ktstr;
@@ -149,9 +150,8 @@ TEST_CASE("guest RAM: memfd per plan entry; gpa translation is bounds-checked") 
 TEST_CASE("guest RAM: load_file copies a file range through the memfd, at any offset, bounds-checked") {
     auto p = plan_qemu_memory(parse_topology("2n2l1c1t"), 8, 0, fixture_header(), 0);
     GuestRam ram = GuestRam::create(p);
-    char dir[] = "/tmp/ktstr-unit-XXXXXX";
-    REQUIRE(mkdtemp(dir));
-    std::string path = std::string(dir) + "/image";
+    TempDir dir;
+    std::string path = dir / "image";
     std::string bytes(3 * 4096 + 123, '\0');
     for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = char(i * 7 + 3);
     write_file_atomic(path, bytes);
@@ -172,8 +172,6 @@ TEST_CASE("guest RAM: load_file copies a file range through the memfd, at any of
     // Asking for more than the file holds is an input error naming the file.
     CHECK_THROWS_WITH_AS(ram.load_file(0, fd.get(), 4096, bytes.size(), "kernel /x/image"),
                          doctest::Contains("kernel /x/image"), Error);
-    unlink(path.c_str());
-    rmdir(dir);
 }
 
 TEST_CASE("QEMU argv: 1n1l2c1t on microvm with one memfd as the machine's RAM") {

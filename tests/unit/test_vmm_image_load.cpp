@@ -13,6 +13,7 @@
 #include "ktstr/image_load.h"
 #include "ktstr/qemu.h"
 #include "ktstr/vmm.h"
+#include "temp_dir.h"
 #include "vmm_test_util.h"
 
 using namespace ktstr;
@@ -23,21 +24,15 @@ namespace {
 // 8 MiB over two memfds (node 0: gpa 0-4 MiB, node 1: 4-8 MiB).
 GuestRam two_node_ram() { return GuestRam::create(plan_qemu_memory(parse_topology("2n2l1c1t"), 8, 0, vmm_test::fixture_header(), 0)); }
 
+// `bytes` as a file in a fresh directory, open for reading.
 struct TempFile {
-    std::string dir, path;
+    TempDir dir;
+    std::string path = dir / "image";
     unique_fd fd;
     explicit TempFile(const std::string &bytes) {
-        char d[] = "/tmp/ktstr-unit-XXXXXX";
-        REQUIRE(mkdtemp(d));
-        dir = d;
-        path = dir + "/image";
         write_file_atomic(path, bytes);
         fd = unique_fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
         REQUIRE(fd);
-    }
-    ~TempFile() {
-        unlink(path.c_str());
-        rmdir(dir.c_str());
     }
 };
 
